@@ -1,0 +1,17 @@
+namespace Qed;
+
+/// <summary>How to open an image.</summary>
+public sealed record ImageOpenOptions
+{
+    /// <summary>The format (<c>qed</c>, <c>raw</c>, <c>qcow2</c>), or null to probe the file.</summary>
+    public string? Format { get; init; }
+
+    /// <summary>Open read-only. Backing files are always read-only.</summary>
+    public bool ReadOnly { get; init; }
+
+    /// <summary>Do not open the backing chain (for info and rebase -u on images whose backing file is gone).</summary>
+    public bool NoBacking { get; init; }
+
+    /// <summary>Skip the automatic check and repair of an image whose NEED_CHECK bit is set (for <c>check</c> itself).</summary>
+    public bool SkipAutomaticCheck { get; init; }
+}

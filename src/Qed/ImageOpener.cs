@@ -1,0 +1,99 @@
+using System.Buffers.Binary;
+using Qed.Format;
+using Qed.Formats;
+using Qed.Storage;
+
+namespace Qed;
+
+/// <summary>Opens image files: probes the format, opens the backing chain, refuses loops and over-deep chains.</summary>
+internal static class ImageOpener
+{
+    /// <summary>Deeper chains are refused rather than followed (each layer holds a file open).</summary>
+    public const int MaxChainDepth = 256;
+    private const uint Qcow2Magic = 0x514649fb; // "QFI\xfb", big-endian
+
+    public static Task<DiskImage> OpenAsync(string path, ImageOpenOptions options, CancellationToken ct) =>
+        OpenLayerAsync(path, options, [], ct);
+
+    /// <summary>Opens a backing file read-only for create; the error names the image that wants it.</summary>
+    public static Task<DiskImage> OpenBackingAsync(string path, string? format, string forImage, CancellationToken ct) =>
+        OpenBackingLayerAsync(path, format, forImage, [], ct);
+
+    private static async Task<DiskImage> OpenBackingLayerAsync(string path, string? format, string forImage, List<string> chain, CancellationToken ct)
+    {
+        try
+        {
+            return await OpenLayerAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, chain, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Could not open backing file '{path}' of '{forImage}': No such file or directory", path, e);
+        }
+    }
+
+    private static async Task<DiskImage> OpenLayerAsync(string path, ImageOpenOptions options, List<string> chain, CancellationToken ct)
+    {
+        string canonical = Canonical(path);
+        if (chain.Contains(canonical))
+            throw new ImageFormatException($"Backing chain loop: '{path}' is its own backing file (through {chain.Count} layer(s))", "backing_filename");
+        if (chain.Count >= MaxChainDepth)
+            throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", "backing_filename");
+        chain.Add(canonical);
+
+        FileStorage file;
+        try
+        {
+            file = FileStorage.Open(path, !options.ReadOnly);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Could not open '{path}': No such file or directory", path, e);
+        }
+        try
+        {
+            string format = options.Format ?? await ProbeAsync(file, ct).ConfigureAwait(false);
+            switch (format)
+            {
+                case "qed":
+                    return await QedImage.OpenAsync(file, options,
+                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token),
+                        ct).ConfigureAwait(false);
+                case "raw":
+                    return new RawImage(file, options.ReadOnly);
+                case "qcow2":
+                    throw new NotSupportedException($"'{path}': the qcow2 format is not supported yet");
+                default:
+                    throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)");
+            }
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Guesses a format from the first bytes, as QEMU does: QED and qcow2 by magic, anything else is raw.</summary>
+    internal static async Task<string> ProbeAsync(IBlockStorage file, CancellationToken ct)
+    {
+        if (file.Length < QedHeader.Size) return "raw";
+        var head = new byte[8];
+        await file.ReadAsync(0, head, ct).ConfigureAwait(false);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(head) == QedHeader.MagicValue) return "qed";
+        if (BinaryPrimitives.ReadUInt32BigEndian(head) == Qcow2Magic) return "qcow2";
+        return "raw";
+    }
+
+    private static string Canonical(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+        }
+        catch (IOException)
+        {
+            return full;
+        }
+    }
+}

@@ -1,0 +1,46 @@
+namespace Qed;
+
+// The read path and the per-layer map.
+public sealed partial class QedImage
+{
+    /// <inheritdoc />
+    public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, buffer.Length);
+        while (buffer.Length > 0)
+        {
+            var extent = await LookupAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
+            int n = (int)extent.Length;
+            switch (extent.Kind)
+            {
+                case ExtentKind.Data:
+                    await _file.ReadAsync(extent.FileOffset, buffer[..n], cancellationToken).ConfigureAwait(false);
+                    break;
+                case ExtentKind.Zero:
+                    buffer.Span[..n].Clear();
+                    break;
+                default:
+                    await ReadBackingAsync(offset, buffer[..n], cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+            offset += n;
+            buffer = buffer[n..];
+        }
+    }
+
+    /// <summary>Reads what lies beneath this image: the backing image, and zeroes past its end or without one.</summary>
+    private async ValueTask ReadBackingAsync(long offset, Memory<byte> buffer, CancellationToken ct)
+    {
+        long below = _backing is null ? 0 : Math.Max(0, Math.Min(buffer.Length, _backing.Size - offset));
+        if (below > 0) await _backing!.ReadAsync(offset, buffer[..(int)below], ct).ConfigureAwait(false);
+        buffer.Span[(int)below..].Clear();
+    }
+
+    /// <inheritdoc />
+    public override ValueTask<LayerExtent> GetLayerExtentAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, length);
+        if (length == 0) return ValueTask.FromResult(new LayerExtent(offset, 0, ExtentKind.Unallocated, -1));
+        return LookupAsync(offset, length, cancellationToken);
+    }
+}

@@ -1,0 +1,241 @@
+using System.Buffers;
+using Qed.Storage;
+
+namespace Qed;
+
+// The write path. Crash-safety rules (see DESIGN.md):
+// - a new cluster is written (and, with a backing file, flushed) before any L2 entry points at it;
+// - clusters come from the end of the file and are never reused, so a crash can leak space but never alias data;
+// - without a backing file, entries may reach the disk before their data, which NEED_CHECK covers.
+// Allocations of different clusters run concurrently; two requests for the same cluster agree through _inflight.
+public sealed partial class QedImage
+{
+    /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under _metaLock.</summary>
+    private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
+
+    /// <inheritdoc />
+    public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        ThrowIfFailed();
+        while (data.Length > 0)
+        {
+            var extent = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
+            int n = (int)extent.Length;
+            if (extent.Kind == ExtentKind.Data)
+                await _file.WriteAsync(extent.FileOffset, data[..n], cancellationToken).ConfigureAwait(false);
+            else if (!await AllocateAsync(offset, data[..n], n, extent.Kind, zeroClusters: false, cancellationToken).ConfigureAwait(false))
+                continue; // another request changed these clusters: look again
+            offset += n;
+            data = data[n..];
+        }
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        ThrowIfFailed();
+        while (length > 0)
+        {
+            var extent = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            long n = extent.Length;
+            switch (extent.Kind)
+            {
+                case ExtentKind.Data:
+                    await _file.ZeroRangeAsync(extent.FileOffset, n, cancellationToken).ConfigureAwait(false);
+                    break;
+                case ExtentKind.Unallocated:
+                    n = await ZeroUnallocatedAsync(offset, n, cancellationToken).ConfigureAwait(false);
+                    break;
+                // A zero cluster already reads as zeroes.
+            }
+            offset += n;
+            length -= n;
+        }
+    }
+
+    /// <summary>
+    /// Zeroes the first piece of an unallocated run: whole clusters become zero clusters (entry 1, which also hides the
+    /// backing file); a partial cluster over backing data is allocated and written with zeroes. Returns the bytes
+    /// handled, or 0 when the run changed under us and must be looked up again.
+    /// </summary>
+    private async ValueTask<long> ZeroUnallocatedAsync(long offset, long length, CancellationToken ct)
+    {
+        long end = offset + length;
+        long mask = _clusterSize - 1;
+        long wholeStart = (offset + mask) & ~mask;
+        long wholeEnd = end & ~mask;
+        if (offset == wholeStart && wholeEnd > wholeStart)
+        {
+            long n = wholeEnd - wholeStart;
+            return await AllocateAsync(offset, default, n, ExtentKind.Unallocated, zeroClusters: true, ct).ConfigureAwait(false) ? n : 0;
+        }
+        long partEnd = Math.Min(end, offset == wholeStart ? offset + _clusterSize : wholeStart);
+        long partLength = partEnd - offset;
+        if (_backing is null || offset >= _backing.Size) return partLength; // reads as zeroes already
+        var zeroes = partLength <= Zeroes.Block.Length ? Zeroes.Block[..(int)partLength] : new byte[partLength];
+        return await AllocateAsync(offset, zeroes, partLength, ExtentKind.Unallocated, zeroClusters: false, ct).ConfigureAwait(false) ? partLength : 0;
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        ThrowIfFailed();
+        long mask = _clusterSize - 1;
+        while (length > 0)
+        {
+            var extent = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            if (extent.Kind == ExtentKind.Data)
+            {
+                // Whole data clusters give their host space back; the mapping stays, so the range reads as zeroes
+                // and no cluster is leaked. Partial clusters are left as they are (discard is advisory).
+                long start = (offset + mask) & ~mask, end = (offset + extent.Length) & ~mask;
+                if (end > start)
+                    await _file.ZeroRangeAsync(extent.FileOffset + (start - offset), end - start, cancellationToken).ConfigureAwait(false);
+            }
+            offset += extent.Length;
+            length -= extent.Length;
+        }
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (_readOnly) return;
+        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await ClearNeedCheckIfIdleAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Allocates the clusters under [offset, offset+length), all of one L2 table and all of <paramref name="kind"/>
+    /// (unallocated or zero), and writes <paramref name="data"/> there with the rest of each cluster filled as the
+    /// format says; or, with <paramref name="zeroClusters"/>, marks whole clusters as zero clusters. Returns false
+    /// when another request got to one of the clusters first, so the caller must look again.
+    /// </summary>
+    private async ValueTask<bool> AllocateAsync(long offset, ReadOnlyMemory<byte> data, long length, ExtentKind kind,
+        bool zeroClusters, CancellationToken ct)
+    {
+        long firstCluster = offset >> _clusterBits;
+        int count = (int)(((offset + length - 1) >> _clusterBits) - firstCluster + 1);
+        int l1Index = L1IndexOf(offset);
+        int l2First = L2IndexOf(offset);
+        ulong expected = kind == ExtentKind.Zero ? ZeroClusterEntry : 0;
+
+        await BeginAllocationAsync(needsCheckBit: !zeroClusters && _backing is null, ct).ConfigureAwait(false);
+        TaskCompletionSource? mine = null;
+        Task? wait = null;
+        L2Table? table = null;
+        long dataOffset = 0;
+        try
+        {
+            lock (_metaLock)
+            {
+                for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
+                    if (_inflight.TryGetValue(c, out var other)) wait = other.Task;
+                if (wait is null && _tables.TryGetValue(l1Index, out var tableTask))
+                {
+                    if (tableTask.IsCompletedSuccessfully) table = tableTask.Result;
+                    else wait = tableTask;
+                }
+                if (wait is null && (table != null || Volatile.Read(ref _l1[l1Index]) == 0))
+                {
+                    if (table is null)
+                    {
+                        // A new table goes first, so the data clusters that follow it are contiguous.
+                        table = new L2Table(l1Index, (ulong)Reserve(_tableBytes), new ulong[_entriesPerTable], linked: false);
+                        _tables[l1Index] = Task.FromResult(table);
+                    }
+                    bool unchanged = true;
+                    for (int i = 0; i < count && unchanged; i++)
+                        unchanged = Volatile.Read(ref table.Entries[l2First + i]) == expected;
+                    if (unchanged)
+                    {
+                        mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = mine;
+                        if (!zeroClusters) dataOffset = Reserve((long)count * _clusterSize);
+                    }
+                }
+            }
+            if (mine is null)
+            {
+                if (wait != null)
+                    try { await wait.WaitAsync(ct).ConfigureAwait(false); } catch (OperationCanceledException) { throw; } catch { }
+                return false;
+            }
+
+            // From here on the clusters are ours: finish without cancellation, or leak them on an I/O error.
+            if (!zeroClusters)
+            {
+                await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
+                if (_backing != null) await _file.FlushAsync().ConfigureAwait(false); // data durable before the entry
+                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize).ConfigureAwait(false);
+            }
+            else
+            {
+                await CommitEntriesAsync(table!, l2First, count, ZeroClusterEntry, 0).ConfigureAwait(false);
+            }
+            return true;
+        }
+        finally
+        {
+            if (mine != null)
+            {
+                lock (_metaLock)
+                    for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+                mine.SetResult();
+            }
+            EndAllocation();
+        }
+    }
+
+    /// <summary>Takes <paramref name="bytes"/> (cluster multiple) from the end of the file. Caller holds _metaLock.</summary>
+    private long Reserve(long bytes)
+    {
+        long offset = _fileEnd;
+        Volatile.Write(ref _fileEnd, offset + bytes);
+        return offset;
+    }
+
+    /// <summary>
+    /// Writes guest data into freshly reserved clusters at <paramref name="fileOffset"/>, filling the head and tail of
+    /// the clusters: from the backing file for unallocated clusters, zeroes for zero clusters (as the specification
+    /// says; QEMU 7.2 copies backing data there, its bug 4). Zero fill is skipped where the file holds no bytes yet.
+    /// </summary>
+    private async Task WriteNewClustersAsync(long fileOffset, long offset, ReadOnlyMemory<byte> data, ExtentKind kind)
+    {
+        long mask = _clusterSize - 1;
+        long head = offset & mask;
+        long end = offset + data.Length;
+        long tail = ((end + mask) & ~mask) - end;
+        if (head > 0) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
+        await _file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
+        if (tail > 0) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
+    }
+
+    private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
+    {
+        bool fromBacking = kind == ExtentKind.Unallocated && _backing != null && guestOffset < _backing.Size;
+        if (!fromBacking)
+        {
+            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes.
+            if (fileOffset < _staleEnd) await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false);
+            return;
+        }
+        var buffer = ArrayPool<byte>.Shared.Rent((int)length);
+        try
+        {
+            var slice = buffer.AsMemory(0, (int)length);
+            await ReadBackingAsync(guestOffset, slice, CancellationToken.None).ConfigureAwait(false);
+            await _file.WriteAsync(fileOffset, slice).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Qed.Storage;
+
+/// <summary>Linux calls that .NET does not expose: hole punching and SEEK_DATA/SEEK_HOLE. Each has a fallback.</summary>
+internal static partial class NativeFile
+{
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+    private const int ENXIO = 6;
+
+    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    private static partial long LSeek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    private static partial int FAllocate(SafeFileHandle fd, int mode, long offset, long length);
+
+    [LibraryImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
+    private static partial int FDataSync(SafeFileHandle fd);
+
+    private static readonly bool IsLinux = OperatingSystem.IsLinux();
+
+    /// <summary>Punches a hole; false when the platform or filesystem cannot, so the caller writes zeroes instead.</summary>
+    public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)
+    {
+        if (!IsLinux) return false;
+        try { return FAllocate(handle, FallocPunchHole | FallocKeepSize, offset, length) == 0; }
+        catch (EntryPointNotFoundException) { return false; }
+        catch (DllNotFoundException) { return false; }
+    }
+
+    /// <summary>fdatasync where available (it skips the inode timestamps that fsync also writes), else a full flush.</summary>
+    public static void DataSync(SafeFileHandle handle)
+    {
+        if (IsLinux)
+        {
+            try
+            {
+                if (FDataSync(handle) == 0) return;
+                throw new IOException($"fdatasync failed: {Marshal.GetLastPInvokeErrorMessage()}");
+            }
+            catch (EntryPointNotFoundException) { }
+            catch (DllNotFoundException) { }
+        }
+        RandomAccess.FlushToDisk(handle);
+    }
+
+    /// <summary>
+    /// Finds whether <paramref name="offset"/> is in data or a hole and where that run ends (capped at
+    /// <paramref name="end"/>). Returns null when the platform cannot tell.
+    /// </summary>
+    public static (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end)
+    {
+        if (!IsLinux) return null;
+        try
+        {
+            long data = LSeek(handle, offset, SeekData);
+            if (data < 0)
+                return Marshal.GetLastPInvokeError() == ENXIO ? (false, end) : null; // ENXIO: only a hole follows
+            if (data > offset) return (false, Math.Min(data, end));
+            long hole = LSeek(handle, offset, SeekHole);
+            if (hole < 0) return null;
+            return (true, Math.Min(hole, end));
+        }
+        catch (EntryPointNotFoundException) { return null; }
+        catch (DllNotFoundException) { return null; }
+    }
+}
