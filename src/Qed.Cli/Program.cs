@@ -1,1 +1,17 @@
-class P { static void Main(){} }
+using System.CommandLine;
+using Qed.Cli;
+
+// qed: a qemu-img-compatible tool for QED, raw and qcow2 images. Commands live in Commands/, one file each.
+var root = new RootCommand("qed: create, inspect, check, convert and serve QED disk images (qemu-img compatible)");
+root.Add(CliRunner.DebugOption);
+foreach (var command in CommandRegistry.All()) root.Add(command);
+
+// Response files (@name) are off: image names may start with '@'.
+var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+if (parse.Errors.Count > 0)
+{
+    Console.Error.WriteLine($"qed: {parse.Errors[0].Message}");
+    Console.Error.WriteLine("Try 'qed --help' for more information.");
+    return 1;
+}
+return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });

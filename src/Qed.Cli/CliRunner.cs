@@ -1,0 +1,42 @@
+using System.CommandLine;
+
+namespace Qed.Cli;
+
+/// <summary>
+/// Runs a command body and turns failures into one line on stderr and a non-zero exit, as qemu-img does; with
+/// --debug the whole exception is printed too.
+/// </summary>
+internal static class CliRunner
+{
+    public static readonly Option<bool> DebugOption = new("--debug")
+    {
+        Description = "Print the stack trace of an error",
+        Recursive = true,
+    };
+
+    /// <summary>Attaches <paramref name="body"/> as the command's action with qemu-img style error handling.</summary>
+    public static void SetAction(Command command, Func<ParseResult, CancellationToken, Task<int>> body)
+    {
+        command.SetAction(async (parse, ct) =>
+        {
+            try
+            {
+                return await body(parse, ct);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                Console.Out.Flush();
+                Console.Error.WriteLine($"qed: {Describe(e)}");
+                if (parse.GetValue(DebugOption)) Console.Error.WriteLine(e);
+                return 1;
+            }
+        });
+    }
+
+    /// <summary>One line for an exception: its message, unwrapped from aggregate and invocation wrappers.</summary>
+    public static string Describe(Exception e)
+    {
+        while (e is AggregateException { InnerException: { } inner }) e = inner;
+        return e.Message.ReplaceLineEndings(" ");
+    }
+}

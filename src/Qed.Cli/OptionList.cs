@@ -1,0 +1,33 @@
+namespace Qed.Cli;
+
+/// <summary>
+/// qemu-img's <c>-o key=value,key=value</c> lists (several -o are merged). Each option is taken once by the command
+/// that understands it; anything left over is an error naming it.
+/// </summary>
+internal sealed class OptionList
+{
+    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
+
+    public static OptionList Parse(IEnumerable<string> lists)
+    {
+        var result = new OptionList();
+        foreach (string list in lists)
+            foreach (string item in list.Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                int eq = item.IndexOf('=');
+                if (eq <= 0) throw new ArgumentException($"Invalid option '{item}': expected key=value");
+                result._values[item[..eq]] = item[(eq + 1)..];
+            }
+        return result;
+    }
+
+    public string? Take(string key) => _values.Remove(key, out var value) ? value : null;
+
+    public long? TakeSize(string key) =>
+        Take(key) is { } text ? (SizeParser.TryParse(text, out long n) ? n : throw new ArgumentException($"Parameter '{key}' expects a size, not '{text}'")) : null;
+
+    public void ThrowIfAnyLeft(string format)
+    {
+        if (_values.Count > 0) throw new ArgumentException($"Invalid parameter '{_values.Keys.First()}' for format {format}");
+    }
+}
