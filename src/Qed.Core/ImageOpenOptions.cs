@@ -1,3 +1,5 @@
+using Qed.Storage;
+
 namespace Qed;
 
 /// <summary>How to open an image.</summary>
@@ -14,4 +16,7 @@ public sealed record ImageOpenOptions
 
     /// <summary>Skip the automatic check and repair of an image whose NEED_CHECK bit is set (for <c>check</c> itself).</summary>
     public bool SkipAutomaticCheck { get; init; }
+
+    /// <summary>The host cache mode of the image file (backing files are read-only and use write-back).</summary>
+    public CacheMode Cache { get; init; } = CacheMode.WriteBack;
 }

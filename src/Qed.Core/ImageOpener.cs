@@ -43,7 +43,7 @@ internal static class ImageOpener
         FileStorage file;
         try
         {
-            file = FileStorage.Open(path, !options.ReadOnly);
+            file = FileStorage.Open(path, !options.ReadOnly, options.Cache);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

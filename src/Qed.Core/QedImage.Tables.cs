@@ -3,11 +3,13 @@ using Qed.Format;
 
 namespace Qed;
 
-// Tables: the L1 table, the L2 cache, lookups that validate every entry before it is followed, and the NEED_CHECK
-// bit's life cycle.
+// Tables: the L1 table, the L2 cache, and lookups that validate every entry before it is followed.
 public sealed partial class QedImage
 {
-    /// <summary>An L2 table in memory. Entries change only under <see cref="WriteLock"/> or before it is shared.</summary>
+    /// <summary>
+    /// An L2 table in memory: the authority for reads. Entries and the dirty range change under <c>lock (table)</c>;
+    /// <see cref="DiskLock"/> orders this table's disk writes so an older copy never lands after a newer one.
+    /// </summary>
     private sealed class L2Table(int l1Index, ulong fileOffset, ulong[] entries, bool linked)
     {
         public readonly int L1Index = l1Index;
@@ -15,23 +17,19 @@ public sealed partial class QedImage
         public readonly ulong[] Entries = entries;
         /// <summary>True once the table is on disk and the L1 entry pointing at it is written.</summary>
         public bool Linked = linked;
-        /// <summary>Serialises writes of this table, so the disk never sees an older copy after a newer one.</summary>
-        public readonly SemaphoreSlim WriteLock = new(1, 1);
+        /// <summary>Entries [DirtyLow, DirtyHigh] changed in memory and not yet written; DirtyHigh &lt; 0 when clean.</summary>
+        public int DirtyLow = int.MaxValue, DirtyHigh = -1;
+        public readonly SemaphoreSlim DiskLock = new(1, 1);
     }
 
     private readonly ulong[] _l1;
-    private readonly SemaphoreSlim _l1WriteLock = new(1, 1);
-    private readonly SemaphoreSlim _headerWriteLock = new(1, 1);
 
     // Guarded by _metaLock: the table cache, clusters being allocated, the allocation cursor and the dirty state.
     private readonly Lock _metaLock = new();
     private readonly Dictionary<int, Task<L2Table>> _tables = new();
-    private long _fileEnd;          // next free cluster-aligned file offset; only grows
+    private long _fileEnd;           // next free cluster-aligned file offset; only grows
     private readonly long _staleEnd; // the file's length at open: bytes in [_fileEnd at open, _staleEnd) are stale
-    private int _activeAllocations;
-    private bool _needCheckOnDisk;
-    private Task? _settingNeedCheck;
-    private Task? _clearingNeedCheck;
+    private long _extendedTo;        // the file length this session has set: never below any reserved cluster
 
     /// <summary>Set when a corrupt entry or a failed metadata write was met: writes are refused until a check.</summary>
     private volatile Exception? _failure;
@@ -154,158 +152,5 @@ public sealed partial class QedImage
         long at = (long)table.FileOffset + 8L * index;
         throw Corrupt($"QED L2 table {table.L1Index} entry {index} (file offset 0x{at:x}) holds 0x{entry:x}, {problem}",
             $"L2[{table.L1Index}][{index}]", at);
-    }
-
-    /// <summary>Serialises entries [first, first+count) of a table into little-endian bytes.</summary>
-    private static byte[] EncodeEntries(ulong[] entries, int first, int count)
-    {
-        var bytes = new byte[count * 8];
-        for (int i = 0; i < count; i++)
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(i * 8), Volatile.Read(ref entries[first + i]));
-        return bytes;
-    }
-
-    /// <summary>
-    /// Publishes new L2 entries: memory first (their data is already where it must be), then the disk. A table not yet
-    /// on disk is written whole and flushed before the L1 entry that makes it reachable, so a crash never leaves L1
-    /// pointing at a half-written table. Otherwise only the 512-byte sectors holding the changed entries are written.
-    /// </summary>
-    private async Task CommitEntriesAsync(L2Table table, int first, int count, ulong firstValue, ulong step)
-    {
-        await table.WriteLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            for (int i = 0; i < count; i++)
-                Volatile.Write(ref table.Entries[first + i], firstValue + step * (ulong)i);
-            if (!table.Linked)
-            {
-                await _file.WriteAsync((long)table.FileOffset, EncodeEntries(table.Entries, 0, _entriesPerTable)).ConfigureAwait(false);
-                await _file.FlushAsync().ConfigureAwait(false);
-                await WriteL1EntryAsync(table.L1Index, table.FileOffset).ConfigureAwait(false);
-                table.Linked = true;
-            }
-            else
-            {
-                const int perSector = 512 / 8;
-                int start = first / perSector * perSector;
-                int end = Math.Min(_entriesPerTable, (first + count + perSector - 1) / perSector * perSector);
-                await _file.WriteAsync((long)table.FileOffset + 8L * start, EncodeEntries(table.Entries, start, end - start)).ConfigureAwait(false);
-            }
-        }
-        catch (Exception e)
-        {
-            _failure ??= e; // memory and disk may now disagree: stop writing until the image is checked
-            throw;
-        }
-        finally
-        {
-            table.WriteLock.Release();
-        }
-    }
-
-    /// <summary>Sets an L1 entry and writes the 512-byte sector of the L1 table that holds it.</summary>
-    private async Task WriteL1EntryAsync(int l1Index, ulong value)
-    {
-        await _l1WriteLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            Volatile.Write(ref _l1[l1Index], value);
-            const int perSector = 512 / 8;
-            int start = l1Index / perSector * perSector;
-            int count = Math.Min(perSector, _l1.Length - start);
-            await _file.WriteAsync(L1EntryFileOffset(start), EncodeEntries(_l1, start, count)).ConfigureAwait(false);
-        }
-        finally
-        {
-            _l1WriteLock.Release();
-        }
-    }
-
-    // ---- NEED_CHECK ----------------------------------------------------------------------------------------------
-    // Without a backing file, an L2 entry may reach the disk before the data it points at (no flush between them), so
-    // NEED_CHECK is made durable before the first such allocation and cleared only after a flush with none in flight.
-
-    /// <summary>Registers an allocation; when it may leave entries ahead of data, waits until NEED_CHECK is durable.</summary>
-    private async ValueTask BeginAllocationAsync(bool needsCheckBit, CancellationToken ct)
-    {
-        while (true)
-        {
-            Task wait;
-            bool owner = false;
-            lock (_metaLock)
-            {
-                if (_clearingNeedCheck != null)
-                {
-                    wait = _clearingNeedCheck;
-                }
-                else
-                {
-                    _activeAllocations++;
-                    if (!needsCheckBit || _needCheckOnDisk) return;
-                    wait = _settingNeedCheck ??= Task.Run(() => SetNeedCheckAsync(true));
-                    owner = true;
-                }
-            }
-            if (owner)
-            {
-                try
-                {
-                    await wait.WaitAsync(ct).ConfigureAwait(false);
-                    return;
-                }
-                catch
-                {
-                    EndAllocation();
-                    throw;
-                }
-            }
-            try { await wait.WaitAsync(ct).ConfigureAwait(false); } catch (OperationCanceledException) { throw; } catch { }
-        }
-    }
-
-    private void EndAllocation()
-    {
-        lock (_metaLock) _activeAllocations--;
-    }
-
-    /// <summary>Clears NEED_CHECK if it is set and no allocation is in flight: flush, header, flush.</summary>
-    private async Task ClearNeedCheckIfIdleAsync(CancellationToken ct)
-    {
-        Task task;
-        lock (_metaLock)
-        {
-            if (_keepNeedCheck || _activeAllocations > 0 || !_needCheckOnDisk || _clearingNeedCheck != null || _settingNeedCheck != null) return;
-            task = _clearingNeedCheck = Task.Run(() => SetNeedCheckAsync(false));
-        }
-        await task.WaitAsync(ct).ConfigureAwait(false);
-    }
-
-    private async Task SetNeedCheckAsync(bool set)
-    {
-        try
-        {
-            await _headerWriteLock.WaitAsync().ConfigureAwait(false);
-            try
-            {
-                if (!set) await _file.FlushAsync().ConfigureAwait(false); // everything the bit protects is durable first
-                var header = _header with { Features = set ? _header.Features | QedFeatures.NeedCheck : _header.Features & ~QedFeatures.NeedCheck };
-                await WriteHeaderAsync(_file, header, CancellationToken.None).ConfigureAwait(false);
-                await _file.FlushAsync().ConfigureAwait(false);
-                _header = header;
-            }
-            finally
-            {
-                _headerWriteLock.Release();
-            }
-            lock (_metaLock) _needCheckOnDisk = set;
-        }
-        finally
-        {
-            lock (_metaLock)
-            {
-                if (set) _settingNeedCheck = null;
-                else _clearingNeedCheck = null;
-            }
-        }
     }
 }

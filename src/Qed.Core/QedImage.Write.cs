@@ -107,6 +107,7 @@ public sealed partial class QedImage
     public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (_readOnly) return;
+        await WriteBackMetadataAsync().ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
         await ClearNeedCheckIfIdleAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -172,12 +173,11 @@ public sealed partial class QedImage
             if (!zeroClusters)
             {
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
-                if (_backing != null) await _file.FlushAsync().ConfigureAwait(false); // data durable before the entry
-                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize).ConfigureAwait(false);
+                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: _backing != null).ConfigureAwait(false);
             }
             else
             {
-                await CommitEntriesAsync(table!, l2First, count, ZeroClusterEntry, 0).ConfigureAwait(false);
+                await CommitEntriesAsync(table!, l2First, count, ZeroClusterEntry, 0, eager: false).ConfigureAwait(false);
             }
             return true;
         }
@@ -191,14 +191,6 @@ public sealed partial class QedImage
             }
             EndAllocation();
         }
-    }
-
-    /// <summary>Takes <paramref name="bytes"/> (cluster multiple) from the end of the file. Caller holds _metaLock.</summary>
-    private long Reserve(long bytes)
-    {
-        long offset = _fileEnd;
-        Volatile.Write(ref _fileEnd, offset + bytes);
-        return offset;
     }
 
     /// <summary>

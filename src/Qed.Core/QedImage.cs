@@ -45,6 +45,8 @@ public sealed partial class QedImage : DiskImage
         long length = file.Length;
         _fileEnd = length / _clusterSize * _clusterSize;
         _staleEnd = length;
+        _extendedTo = length;
+        _dataSync = new SyncCoalescer(() => _file.FlushAsync().AsTask());
         // An image still marked NEED_CHECK here was not repaired (read-only, or opened for check itself): its bit
         // stays set until a check clears it.
         _needCheckOnDisk = header.NeedsCheck;
@@ -163,6 +165,8 @@ public sealed partial class QedImage : DiskImage
         {
             if (!_readOnly && _failure == null)
             {
+                await WriteBackMetadataAsync().ConfigureAwait(false);
+                await TrimExtensionAsync().ConfigureAwait(false);
                 await _file.FlushAsync().ConfigureAwait(false);
                 await ClearNeedCheckIfIdleAsync(CancellationToken.None).ConfigureAwait(false);
             }

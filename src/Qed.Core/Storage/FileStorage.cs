@@ -11,21 +11,31 @@ public sealed class FileStorage : IBlockStorage
 {
     private readonly SafeFileHandle _handle;
 
-    private FileStorage(SafeFileHandle handle, string path, bool canWrite)
+    private readonly CacheMode _cache;
+
+    private FileStorage(SafeFileHandle handle, string path, bool canWrite, CacheMode cache = CacheMode.WriteBack)
     {
         _handle = handle;
         Name = path;
         CanWrite = canWrite;
+        _cache = cache;
     }
 
-    /// <summary>Opens an existing file.</summary>
+    /// <summary>Opens an existing file with a host cache mode (qemu's <c>-t</c>).</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    public static FileStorage Open(string path, bool writable)
+    public static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack)
     {
+        var options = FileOptions.Asynchronous;
+        // O_DIRECT is not wired yet: none falls back to write-back and directsync to write-through (both still
+        // honour flushes), which are the guarantees those modes promise.
+        if (writable && cache is CacheMode.WriteThrough or CacheMode.DirectSync) options |= FileOptions.WriteThrough;
         var handle = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
-            FileShare.ReadWrite, FileOptions.Asynchronous);
-        return new FileStorage(handle, path, writable);
+            FileShare.ReadWrite, options);
+        return new FileStorage(handle, path, writable, cache);
     }
+
+    /// <summary>The cache mode the file was opened with.</summary>
+    public CacheMode Cache => _cache;
 
     /// <summary>Creates a file, replacing any file of that name (as qemu-img create does).</summary>
     public static FileStorage Create(string path)
@@ -90,7 +100,7 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        if (!CanWrite) return ValueTask.CompletedTask;
+        if (!CanWrite || _cache == CacheMode.Unsafe) return ValueTask.CompletedTask;
         return new ValueTask(Task.Run(() => NativeFile.DataSync(_handle), cancellationToken));
     }
 

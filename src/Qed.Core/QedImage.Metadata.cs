@@ -1,0 +1,200 @@
+using System.Buffers.Binary;
+
+namespace Qed;
+
+// Getting metadata to disk. Two policies, chosen per update by what a crash could otherwise expose:
+// - Eager (a data entry of an image with a backing file): the data is synced first (one group-commit sync shared by
+//   concurrent writers), then the entries' sectors are written. An entry on disk ahead of its data would read zeroes
+//   where the backing file's content belongs.
+// - Deferred (everything else): entries change in memory, the table is marked dirty, and a later write-back (flush,
+//   close, or too many dirty tables) writes it. Without a backing file an entry ahead of its data reads as zeroes,
+//   the old content, and NEED_CHECK covers entries that point past the end of a file whose extension was lost.
+// New tables are written whole before the L1 entry that links them.
+public sealed partial class QedImage
+{
+    /// <summary>Write back dirty metadata once this many tables are dirty, to bound memory and lost work.</summary>
+    private const int MaxDirtyTables = 64;
+
+    private readonly SemaphoreSlim _l1WriteLock = new(1, 1);
+    private readonly HashSet<L2Table> _dirtyTables = new(); // under _metaLock
+    private readonly Storage.SyncCoalescer _dataSync;
+
+    /// <summary>Serialises entries [first, first+count) of a table into little-endian bytes.</summary>
+    private static byte[] EncodeEntries(ulong[] entries, int first, int count)
+    {
+        var bytes = new byte[count * 8];
+        for (int i = 0; i < count; i++)
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(i * 8), Volatile.Read(ref entries[first + i]));
+        return bytes;
+    }
+
+    /// <summary>
+    /// Publishes new L2 entries (their data is already written): in memory at once, so reads see them, and on disk
+    /// eagerly or deferred as the policy above says.
+    /// </summary>
+    private async Task CommitEntriesAsync(L2Table table, int first, int count, ulong firstValue, ulong step, bool eager)
+    {
+        if (!eager)
+        {
+            lock (table)
+            {
+                for (int i = 0; i < count; i++)
+                    Volatile.Write(ref table.Entries[first + i], firstValue + step * (ulong)i);
+                table.DirtyLow = Math.Min(table.DirtyLow, first);
+                table.DirtyHigh = Math.Max(table.DirtyHigh, first + count - 1);
+            }
+            bool tooMany;
+            lock (_metaLock)
+            {
+                _dirtyTables.Add(table);
+                tooMany = _dirtyTables.Count > MaxDirtyTables;
+            }
+            if (tooMany) await WriteBackMetadataAsync().ConfigureAwait(false);
+            return;
+        }
+
+        await _dataSync.SyncAsync().ConfigureAwait(false); // data durable before any entry points at it
+        await table.DiskLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            byte[] bytes;
+            long at;
+            bool link;
+            lock (table)
+            {
+                for (int i = 0; i < count; i++)
+                    Volatile.Write(ref table.Entries[first + i], firstValue + step * (ulong)i);
+                (bytes, at, link) = SnapshotLocked(table, first, first + count - 1);
+            }
+            await WriteTableBytesAsync(table, bytes, at, link).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _failure ??= e; // memory and disk may now disagree: stop writing until the image is checked
+            throw;
+        }
+        finally
+        {
+            table.DiskLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// What to write for a table: the whole table if it was never written, else the 512-byte sectors holding entries
+    /// [low, high] and the dirty range. Clears the dirty range. Caller holds <c>lock (table)</c>.
+    /// </summary>
+    private (byte[] Bytes, long At, bool Link) SnapshotLocked(L2Table table, int low, int high)
+    {
+        if (table.DirtyHigh >= 0)
+        {
+            low = Math.Min(low, table.DirtyLow);
+            high = Math.Max(high, table.DirtyHigh);
+        }
+        table.DirtyLow = int.MaxValue;
+        table.DirtyHigh = -1;
+        if (!table.Linked)
+            return (EncodeEntries(table.Entries, 0, _entriesPerTable), (long)table.FileOffset, true);
+        const int perSector = 512 / 8;
+        int start = low / perSector * perSector;
+        int end = Math.Min(_entriesPerTable, (high / perSector + 1) * perSector);
+        return (EncodeEntries(table.Entries, start, end - start), (long)table.FileOffset + 8L * start, false);
+    }
+
+    /// <summary>Writes a table snapshot; a new table is flushed before the L1 entry that makes it reachable.</summary>
+    private async Task WriteTableBytesAsync(L2Table table, byte[] bytes, long at, bool link)
+    {
+        await _file.WriteAsync(at, bytes).ConfigureAwait(false);
+        if (!link) return;
+        await _file.FlushAsync().ConfigureAwait(false);
+        await WriteL1EntryAsync(table.L1Index, table.FileOffset).ConfigureAwait(false);
+        lock (table) table.Linked = true;
+    }
+
+    /// <summary>Writes every dirty table (and the L1 entries of new ones). Does not sync; callers flush after.</summary>
+    private async Task WriteBackMetadataAsync()
+    {
+        L2Table[] dirty;
+        lock (_metaLock)
+        {
+            if (_dirtyTables.Count == 0) return;
+            dirty = [.. _dirtyTables];
+            _dirtyTables.Clear();
+        }
+        Array.Sort(dirty, (a, b) => a.FileOffset.CompareTo(b.FileOffset)); // in file order
+        foreach (var table in dirty)
+        {
+            await table.DiskLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                byte[] bytes;
+                long at;
+                bool link;
+                lock (table)
+                {
+                    if (table.DirtyHigh < 0 && table.Linked) continue;
+                    (bytes, at, link) = SnapshotLocked(table, table.DirtyLow == int.MaxValue ? 0 : table.DirtyLow, Math.Max(0, table.DirtyHigh));
+                }
+                await WriteTableBytesAsync(table, bytes, at, link).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                _failure ??= e;
+                throw;
+            }
+            finally
+            {
+                table.DiskLock.Release();
+            }
+        }
+    }
+
+    /// <summary>Sets an L1 entry and writes the 512-byte sector of the L1 table that holds it.</summary>
+    private async Task WriteL1EntryAsync(int l1Index, ulong value)
+    {
+        await _l1WriteLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            Volatile.Write(ref _l1[l1Index], value);
+            const int perSector = 512 / 8;
+            int start = l1Index / perSector * perSector;
+            int count = Math.Min(perSector, _l1.Length - start);
+            await _file.WriteAsync(L1EntryFileOffset(start), EncodeEntries(_l1, start, count)).ConfigureAwait(false);
+        }
+        finally
+        {
+            _l1WriteLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file is extended (sparse) to
+    /// cover it at once, in steps of at least 4 MiB, so a cluster whose tail is never written still lies wholly
+    /// inside the file. Done under _metaLock so no write lies past the new length when it is set: it only grows.
+    /// </summary>
+    private long Reserve(long bytes)
+    {
+        long offset = _fileEnd;
+        long end = offset + bytes;
+        Volatile.Write(ref _fileEnd, end);
+        if (end > _extendedTo)
+        {
+            long target = end + Math.Max(_clusterSize, 4L << 20);
+            _file.SetLengthAsync(target).AsTask().GetAwaiter().GetResult(); // storage sets lengths synchronously
+            _extendedTo = target;
+        }
+        return offset;
+    }
+
+    /// <summary>On close: trims the extension slack, keeping every cluster reserved and whatever was there at open.</summary>
+    private async Task TrimExtensionAsync()
+    {
+        long keep;
+        lock (_metaLock)
+        {
+            keep = Math.Max(_fileEnd, _staleEnd);
+            if (_extendedTo <= keep) return;
+            _extendedTo = keep;
+        }
+        await _file.SetLengthAsync(keep).ConfigureAwait(false);
+    }
+}
