@@ -1,12 +1,35 @@
+using System.Runtime.CompilerServices;
+
 namespace Qed;
 
 // The read path and the per-layer map.
 public sealed partial class QedImage
 {
     /// <inheritdoc />
-    public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);
+        // Fast path: one run of one kind with its table in memory needs no state machine of ours.
+        if (buffer.Length > 0 && TryLookupCached(offset, buffer.Length, out var extent) && extent.Length == buffer.Length)
+        {
+            switch (extent.Kind)
+            {
+                case ExtentKind.Data:
+                    return _file.ReadAsync(extent.FileOffset, buffer, cancellationToken);
+                case ExtentKind.Zero:
+                    buffer.Span.Clear();
+                    return ValueTask.CompletedTask;
+                case ExtentKind.Unallocated when _backing is null:
+                    buffer.Span.Clear();
+                    return ValueTask.CompletedTask;
+            }
+        }
+        return ReadSlowAsync(offset, buffer, cancellationToken);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadSlowAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
         while (buffer.Length > 0)
         {
             var extent = await LookupAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);

@@ -26,7 +26,8 @@ public sealed partial class QedImage
 
     // Guarded by _metaLock: the table cache, clusters being allocated, the allocation cursor and the dirty state.
     private readonly Lock _metaLock = new();
-    private readonly Dictionary<int, Task<L2Table>> _tables = new();
+    private readonly Dictionary<int, Task<L2Table>> _tables = new(); // loaded, loading and new tables
+    private readonly L2Table?[] _ready;   // loaded and new tables by L1 index: the lock-free fast path of lookups
     private long _fileEnd;           // next free cluster-aligned file offset; only grows
     private readonly long _staleEnd; // the file's length at open: bytes in [_fileEnd at open, _staleEnd) are stale
     private long _extendedTo;        // the file length this session has set: never below any reserved cluster
@@ -42,6 +43,8 @@ public sealed partial class QedImage
     /// <summary>Returns the L2 table for an L1 index (loading and validating it), or null if none is allocated.</summary>
     private ValueTask<L2Table?> GetTableAsync(int l1Index, CancellationToken ct)
     {
+        var ready = Volatile.Read(ref _ready[l1Index]);
+        if (ready != null) return ValueTask.FromResult<L2Table?>(ready);
         Task<L2Table>? task;
         lock (_metaLock)
         {
@@ -78,7 +81,9 @@ public sealed partial class QedImage
             throw Corrupt($"QED L1 entry {l1Index} (file offset 0x{L1EntryFileOffset(l1Index):x}) is an invalid table offset 0x{offset:x}",
                 $"L1[{l1Index}]", L1EntryFileOffset(l1Index));
         var entries = await ReadTableAsync(_file, (long)offset, _tableBytes, CancellationToken.None).ConfigureAwait(false);
-        return new L2Table(l1Index, offset, entries, linked: true);
+        var table = new L2Table(l1Index, offset, entries, linked: true);
+        Volatile.Write(ref _ready[l1Index], table);
+        return table;
     }
 
     private long L1EntryFileOffset(int l1Index) => (long)_header.L1TableOffset + 8L * l1Index;
@@ -105,12 +110,33 @@ public sealed partial class QedImage
     /// Describes the run at <paramref name="offset"/> in this layer, at most <paramref name="length"/> bytes and never
     /// crossing an L2 table, validating each data entry it passes.
     /// </summary>
-    private async ValueTask<LayerExtent> LookupAsync(long offset, long length, CancellationToken ct)
+    private ValueTask<LayerExtent> LookupAsync(long offset, long length, CancellationToken ct) =>
+        TryLookupCached(offset, length, out var extent) ? ValueTask.FromResult(extent) : LookupSlowAsync(offset, length, ct);
+
+    private async ValueTask<LayerExtent> LookupSlowAsync(long offset, long length, CancellationToken ct)
+    {
+        var table = await GetTableAsync(L1IndexOf(offset), ct).ConfigureAwait(false);
+        return Scan(table, offset, length);
+    }
+
+    /// <summary>The lookup without I/O or locks, when the table is in memory (or certainly absent).</summary>
+    private bool TryLookupCached(long offset, long length, out LayerExtent extent)
     {
         int l1Index = L1IndexOf(offset);
+        var table = Volatile.Read(ref _ready[l1Index]);
+        if (table is null && Volatile.Read(ref _l1[l1Index]) != 0)
+        {
+            extent = default;
+            return false;
+        }
+        extent = Scan(table, offset, length);
+        return true;
+    }
+
+    private LayerExtent Scan(L2Table? table, long offset, long length)
+    {
         long tableSpan = 1L << (_clusterBits + _entryBits);
         long max = Math.Min(length, tableSpan - (offset & (tableSpan - 1)));
-        var table = await GetTableAsync(l1Index, ct).ConfigureAwait(false);
         if (table is null) return new LayerExtent(offset, max, ExtentKind.Unallocated, -1);
 
         int index = L2IndexOf(offset);

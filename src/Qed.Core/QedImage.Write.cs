@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using Qed.Storage;
 
 namespace Qed;
@@ -14,11 +15,20 @@ public sealed partial class QedImage
     private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
 
     /// <inheritdoc />
-    public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         CheckWritable();
         CheckRange(offset, data.Length);
         ThrowIfFailed();
+        // Fast path: a write that lands in place in one run of allocated clusters needs no state machine of ours.
+        if (data.Length > 0 && TryLookupCached(offset, data.Length, out var extent) && extent.Kind == ExtentKind.Data && extent.Length == data.Length)
+            return _file.WriteAsync(extent.FileOffset, data, cancellationToken);
+        return WriteSlowAsync(offset, data, cancellationToken);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteSlowAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
         while (data.Length > 0)
         {
             var extent = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
@@ -150,6 +160,7 @@ public sealed partial class QedImage
                         // A new table goes first, so the data clusters that follow it are contiguous.
                         table = new L2Table(l1Index, (ulong)Reserve(_tableBytes), new ulong[_entriesPerTable], linked: false);
                         _tables[l1Index] = Task.FromResult(table);
+                        Volatile.Write(ref _ready[l1Index], table);
                     }
                     bool unchanged = true;
                     for (int i = 0; i < count && unchanged; i++)

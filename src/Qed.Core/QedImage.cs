@@ -32,6 +32,7 @@ public sealed partial class QedImage : DiskImage
         _file = file;
         _header = header;
         _l1 = l1;
+        _ready = new L2Table?[l1.Length];
         _backing = backing;
         BackingFilename = backingName;
         _readOnly = readOnly;

@@ -82,11 +82,10 @@ public static class Benchmark
                     await image.FlushAsync(cancellationToken).ConfigureAwait(false);
                 }
             }
-            if (offset + options.BufferSize > image.Size) offset = 0; // wrap, as qemu-img bench does
             byte[] buffer;
             lock (free) buffer = free.Pop();
             _ = RunOneAsync(offset, buffer);
-            offset += step;
+            offset = (offset + step) % image.Size; // wraps as qemu-img bench does
         }
         for (int d = 0; d < options.Depth; d++) await slots.WaitAsync(cancellationToken).ConfigureAwait(false);
         clock.Stop();

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Qed.Storage;
@@ -75,8 +76,25 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <inheritdoc />
-    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
+        if (first.IsCompletedSuccessfully && first.Result == buffer.Length) return ValueTask.CompletedTask;
+        return FinishReadAsync(first, offset, buffer, cancellationToken);
+    }
+
+    /// <summary>Waits for the first read, then continues short reads; past the end of file reads as zeroes.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask FinishReadAsync(ValueTask<int> first, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        int done = await first.ConfigureAwait(false);
+        if (done == 0)
+        {
+            buffer.Span.Clear();
+            return;
+        }
+        buffer = buffer[done..];
+        offset += done;
         while (buffer.Length > 0)
         {
             int n = await RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken).ConfigureAwait(false);
