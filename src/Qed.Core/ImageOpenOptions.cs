@@ -17,6 +17,12 @@ public sealed record ImageOpenOptions
     /// <summary>Skip the automatic check and repair of an image whose NEED_CHECK bit is set (for <c>check</c> itself).</summary>
     public bool SkipAutomaticCheck { get; init; }
 
+    /// <summary>
+    /// Memory for cached L2 tables, in bytes (default 64 MiB: with 64 KiB clusters, 256 tables mapping 512 GiB).
+    /// Least recently used tables are dropped beyond it; a table with unwritten changes is kept until written.
+    /// </summary>
+    public long L2CacheBytes { get; init; } = 64L << 20;
+
     /// <summary>The host cache mode of the image file (backing files are read-only and use write-back).</summary>
     public CacheMode Cache { get; init; } = CacheMode.WriteBack;
 }

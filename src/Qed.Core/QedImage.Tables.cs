@@ -20,7 +20,15 @@ public sealed partial class QedImage
         /// <summary>Entries [DirtyLow, DirtyHigh] changed in memory and not yet written; DirtyHigh &lt; 0 when clean.</summary>
         public int DirtyLow = int.MaxValue, DirtyHigh = -1;
         public readonly SemaphoreSlim DiskLock = new(1, 1);
+        /// <summary>Allocations in flight into this table; a pinned table is never evicted. Under _metaLock.</summary>
+        public int Pins;
+        /// <summary>The cache epoch of the last lookup, for least-recently-used eviction.</summary>
+        public long LastUse;
     }
+
+    /// <summary>The L2 cache's budget in bytes; at least a few tables are always kept.</summary>
+    private readonly long _cacheBudget;
+    private long _cacheEpoch; // advances at every table load, so LastUse writes are rare on hot tables
 
     private readonly ulong[] _l1;
 
@@ -81,9 +89,33 @@ public sealed partial class QedImage
             throw Corrupt($"QED L1 entry {l1Index} (file offset 0x{L1EntryFileOffset(l1Index):x}) is an invalid table offset 0x{offset:x}",
                 $"L1[{l1Index}]", L1EntryFileOffset(l1Index));
         var entries = await ReadTableAsync(_file, (long)offset, _tableBytes, CancellationToken.None).ConfigureAwait(false);
-        var table = new L2Table(l1Index, offset, entries, linked: true);
+        var table = new L2Table(l1Index, offset, entries, linked: true) { LastUse = Interlocked.Increment(ref _cacheEpoch) };
         Volatile.Write(ref _ready[l1Index], table);
+        lock (_metaLock) EvictLocked(table);
         return table;
+    }
+
+    /// <summary>
+    /// Drops least-recently-used tables while the cache is over budget. Only clean, linked tables that no allocation
+    /// has pinned and no write-back is writing may go: anything else holds state the disk does not have yet.
+    /// </summary>
+    private void EvictLocked(L2Table keep)
+    {
+        const int MinTables = 4;
+        while ((long)_tables.Count * _tableBytes > _cacheBudget && _tables.Count > MinTables)
+        {
+            L2Table? victim = null;
+            foreach (var task in _tables.Values)
+            {
+                if (!task.IsCompletedSuccessfully) continue;
+                var t = task.Result;
+                if (t == keep || t.Pins > 0 || !t.Linked || t.DirtyHigh >= 0 || t.DiskLock.CurrentCount == 0 || _dirtyTables.Contains(t)) continue;
+                if (victim is null || t.LastUse < victim.LastUse) victim = t;
+            }
+            if (victim is null) return;
+            _tables.Remove(victim.L1Index);
+            Volatile.Write(ref _ready[victim.L1Index], null);
+        }
     }
 
     private long L1EntryFileOffset(int l1Index) => (long)_header.L1TableOffset + 8L * l1Index;
@@ -128,6 +160,11 @@ public sealed partial class QedImage
         {
             extent = default;
             return false;
+        }
+        if (table != null)
+        {
+            long epoch = Volatile.Read(ref _cacheEpoch);
+            if (table.LastUse != epoch) table.LastUse = epoch;
         }
         extent = Scan(table, offset, length);
         return true;

@@ -168,6 +168,7 @@ public sealed partial class QedImage
                     if (unchanged)
                     {
                         mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        table.Pins++;
                         for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = mine;
                         if (!zeroClusters) dataOffset = Reserve((long)count * _clusterSize);
                     }
@@ -197,7 +198,10 @@ public sealed partial class QedImage
             if (mine != null)
             {
                 lock (_metaLock)
+                {
                     for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+                    table!.Pins--;
+                }
                 mine.SetResult();
             }
             EndAllocation();

@@ -27,8 +27,9 @@ public sealed partial class QedImage : DiskImage
     private readonly long _headerBytes;
     private readonly long _size;
 
-    private QedImage(IBlockStorage file, QedHeader header, ulong[] l1, DiskImage? backing, string? backingName, bool readOnly)
+    private QedImage(IBlockStorage file, QedHeader header, ulong[] l1, DiskImage? backing, string? backingName, bool readOnly, long cacheBudget)
     {
+        _cacheBudget = cacheBudget;
         _file = file;
         _header = header;
         _l1 = l1;
@@ -137,7 +138,7 @@ public sealed partial class QedImage : DiskImage
             string? format = (header.Features & QedFeatures.BackingFormatNoProbe) != 0 ? "raw" : null;
             backing = await openBacking(backingName, format, cancellationToken).ConfigureAwait(false);
         }
-        return new QedImage(file, header, l1, backing, backingName, readOnly);
+        return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes);
     }
 
     /// <summary>Reads a table of little-endian u64 entries.</summary>
