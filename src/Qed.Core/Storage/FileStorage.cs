@@ -13,13 +13,15 @@ public sealed class FileStorage : IBlockStorage
     private readonly SafeFileHandle _handle;
 
     private readonly CacheMode _cache;
+    private readonly SafeFileHandle? _direct; // O_DIRECT handle for aligned requests under cache=none/directsync
 
-    private FileStorage(SafeFileHandle handle, string path, bool canWrite, CacheMode cache = CacheMode.WriteBack)
+    private FileStorage(SafeFileHandle handle, string path, bool canWrite, CacheMode cache = CacheMode.WriteBack, SafeFileHandle? direct = null)
     {
         _handle = handle;
         Name = path;
         CanWrite = canWrite;
         _cache = cache;
+        _direct = direct;
     }
 
     /// <summary>Opens an existing file with a host cache mode (qemu's <c>-t</c>).</summary>
@@ -27,13 +29,20 @@ public sealed class FileStorage : IBlockStorage
     public static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack)
     {
         var options = FileOptions.Asynchronous;
-        // O_DIRECT is not wired yet: none falls back to write-back and directsync to write-through (both still
-        // honour flushes), which are the guarantees those modes promise.
         if (writable && cache is CacheMode.WriteThrough or CacheMode.DirectSync) options |= FileOptions.WriteThrough;
         var handle = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
             FileShare.ReadWrite, options);
-        return new FileStorage(handle, path, writable, cache);
+        // none/directsync: aligned requests bypass the page cache through a second, O_DIRECT handle; unaligned ones
+        // use the buffered handle (Linux keeps the two coherent). Where O_DIRECT is refused (tmpfs, some FUSE), the
+        // buffered handle alone gives write-back (none) or write-through (directsync) semantics.
+        SafeFileHandle? direct = cache is CacheMode.None or CacheMode.DirectSync
+            ? DirectIO.TryOpen(path, writable, dsync: cache == CacheMode.DirectSync)
+            : null;
+        return new FileStorage(handle, path, writable, cache, direct);
     }
+
+    /// <summary>Whether aligned requests bypass the host page cache (cache=none or directsync, where allowed).</summary>
+    public bool IsDirect => _direct != null;
 
     /// <summary>The cache mode the file was opened with.</summary>
     public CacheMode Cache => _cache;
@@ -78,6 +87,7 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        if (_direct != null && DirectIO.IsAligned(offset, buffer.Length)) return DirectReadAsync(offset, buffer, cancellationToken);
         var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
         if (first.IsCompletedSuccessfully && first.Result == buffer.Length) return ValueTask.CompletedTask;
         return FinishReadAsync(first, offset, buffer, cancellationToken);
@@ -112,7 +122,66 @@ public sealed class FileStorage : IBlockStorage
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
+        if (_direct != null && DirectIO.IsAligned(offset, data.Length)) return DirectWriteAsync(offset, data, cancellationToken);
         return RandomAccess.WriteAsync(_handle, data, offset, cancellationToken);
+    }
+
+    private async ValueTask DirectReadAsync(long offset, Memory<byte> buffer, CancellationToken ct)
+    {
+        if (DirectIO.IsAligned(buffer))
+        {
+            int n = await RandomAccess.ReadAsync(_direct!, buffer, offset, ct).ConfigureAwait(false);
+            if (n < buffer.Length) await ReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false); // short at EOF
+            return;
+        }
+        nint bounce = DirectIO.Rent();
+        try
+        {
+            while (buffer.Length > 0)
+            {
+                int chunk = Math.Min(buffer.Length, DirectIO.BounceSize);
+                var native = new DirectIO.NativeBuffer(bounce, chunk).Memory;
+                int n = await RandomAccess.ReadAsync(_direct!, native, offset, ct).ConfigureAwait(false);
+                native.Span[..n].CopyTo(buffer.Span);
+                if (n < chunk)
+                {
+                    await ReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false);
+                    return;
+                }
+                buffer = buffer[chunk..];
+                offset += chunk;
+            }
+        }
+        finally
+        {
+            DirectIO.Return(bounce);
+        }
+    }
+
+    private async ValueTask DirectWriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        if (DirectIO.IsAligned(data))
+        {
+            await RandomAccess.WriteAsync(_direct!, data, offset, ct).ConfigureAwait(false);
+            return;
+        }
+        nint bounce = DirectIO.Rent();
+        try
+        {
+            while (data.Length > 0)
+            {
+                int chunk = Math.Min(data.Length, DirectIO.BounceSize);
+                var native = new DirectIO.NativeBuffer(bounce, chunk).Memory;
+                data.Span[..chunk].CopyTo(native.Span);
+                await RandomAccess.WriteAsync(_direct!, (ReadOnlyMemory<byte>)native, offset, ct).ConfigureAwait(false);
+                data = data[chunk..];
+                offset += chunk;
+            }
+        }
+        finally
+        {
+            DirectIO.Return(bounce);
+        }
     }
 
     /// <inheritdoc />
@@ -152,12 +221,16 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <inheritdoc />
-    public void Dispose() => _handle.Dispose();
+    public void Dispose()
+    {
+        _direct?.Dispose();
+        _handle.Dispose();
+    }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
-        _handle.Dispose();
+        Dispose();
         return ValueTask.CompletedTask;
     }
 }
