@@ -88,6 +88,11 @@ public sealed class FileStorage : IBlockStorage
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (_direct != null && DirectIO.IsAligned(offset, buffer.Length)) return DirectReadAsync(offset, buffer, cancellationToken);
+        return BufferedReadAsync(offset, buffer, cancellationToken);
+    }
+
+    private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
         var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
         if (first.IsCompletedSuccessfully && first.Result == buffer.Length) return ValueTask.CompletedTask;
         return FinishReadAsync(first, offset, buffer, cancellationToken);
@@ -131,7 +136,7 @@ public sealed class FileStorage : IBlockStorage
         if (DirectIO.IsAligned(buffer))
         {
             int n = await RandomAccess.ReadAsync(_direct!, buffer, offset, ct).ConfigureAwait(false);
-            if (n < buffer.Length) await ReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false); // short at EOF
+            if (n < buffer.Length) await BufferedReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false); // short at EOF
             return;
         }
         nint bounce = DirectIO.Rent();
@@ -145,7 +150,7 @@ public sealed class FileStorage : IBlockStorage
                 native.Span[..n].CopyTo(buffer.Span);
                 if (n < chunk)
                 {
-                    await ReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false);
+                    await BufferedReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false); // short at EOF
                     return;
                 }
                 buffer = buffer[chunk..];
