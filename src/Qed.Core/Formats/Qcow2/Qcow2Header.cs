@@ -82,7 +82,7 @@ public readonly record struct Qcow2Header
     /// <summary>Whether the header names a backing file.</summary>
     public bool HasBackingFile => BackingFileOffset != 0 && BackingFileSize != 0;
 
-    /// <summary>Decodes the header fields without judging them; <paramref name="source"/> holds at least 104 bytes.</summary>
+    /// <summary>Decodes the header fields without judging them; <paramref name="source"/> holds at least 104 bytes (112 to see compression_type).</summary>
     public static Qcow2Header Parse(ReadOnlySpan<byte> source)
     {
         if (source.Length < V3MinLength) throw new ArgumentException($"A qcow2 header needs {V3MinLength} bytes.", nameof(source));
@@ -113,7 +113,7 @@ public readonly record struct Qcow2Header
             AutoclearFeatures = BinaryPrimitives.ReadUInt64BigEndian(source[AutoclearOffset..]),
             RefcountOrder = BinaryPrimitives.ReadUInt32BigEndian(source[RefcountOrderOffset..]),
             HeaderLength = length,
-            CompressionType = length > CompressionTypeOffset ? source[CompressionTypeOffset] : (byte)0,
+            CompressionType = length > CompressionTypeOffset && source.Length > CompressionTypeOffset ? source[CompressionTypeOffset] : (byte)0,
         };
     }
 

@@ -114,7 +114,7 @@ public sealed partial class Qcow2Image : DiskImage
         options ??= new ImageOpenOptions();
         bool readOnly = options.ReadOnly || !file.CanWrite;
         long fileLength = file.Length;
-        var head = new byte[Qcow2Header.V3MinLength];
+        var head = new byte[Qcow2Header.V3WrittenLength];
         await file.ReadAsync(0, head, cancellationToken).ConfigureAwait(false);
         var header = Qcow2Header.Parse(head);
         if (fileLength < Qcow2Header.V2Length)
