@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Qed.Format;
 using Qed.Formats;
+using Qed.Formats.Qcow2;
 using Qed.Storage;
 
 namespace Qed;
@@ -61,7 +62,9 @@ internal static class ImageOpener
                 case "raw":
                     return new RawImage(file, options.ReadOnly);
                 case "qcow2":
-                    throw new NotSupportedException($"'{path}': the qcow2 format is not supported yet");
+                    return await Qcow2Image.OpenAsync(file, options,
+                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token),
+                        ct).ConfigureAwait(false);
                 default:
                     throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)");
             }

@@ -1,0 +1,334 @@
+using Qed.Storage;
+
+namespace Qed.Formats.Qcow2;
+
+// The write path. A write to an allocated standard cluster goes in place with no metadata change. Anything else
+// takes new clusters at the end of the file (refcounts set in memory), writes the data with the cluster's old content
+// around it, then publishes the L2 entries in memory; write-back to disk happens at flush, in an order that keeps the
+// refcount ≥ references invariant (see Qcow2Image.Flush.cs).
+public sealed partial class Qcow2Image
+{
+    /// <summary>Write-back is forced once dirty L2 tables hold this many bytes, bounding memory between flushes.</summary>
+    private const long MaxDirtyBytes = 32L << 20;
+
+    private readonly SemaphoreSlim _allocLock = new(1, 1);
+    /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under its own lock.</summary>
+    private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
+    private readonly HashSet<L2Table> _dirtyL2 = new();
+    private int _dirtyL2Count;
+    private readonly SortedSet<int> _dirtyL1 = new();
+    private volatile Exception? _failure;
+
+    private void ThrowIfFailed()
+    {
+        if (_failure is { } e)
+            throw new IOException($"The qcow2 image '{Name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        ThrowIfFailed();
+        while (data.Length > 0)
+        {
+            var m = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
+            int n = (int)m.Length;
+            if (m.Kind == MapKind.Data)
+                await _file.WriteAsync(m.Host, data[..n], cancellationToken).ConfigureAwait(false);
+            else if (!await AllocateAndWriteAsync(m, offset, data[..n], cancellationToken).ConfigureAwait(false))
+                continue; // the clusters changed under us: look again
+            offset += n;
+            data = data[n..];
+        }
+        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="offset"/> (inside mapping <paramref name="m"/>, which is not
+    /// data) into new clusters. Returns false, having done nothing, when the clusters changed since the lookup.
+    /// </summary>
+    private async ValueTask<bool> AllocateAndWriteAsync(Mapping m, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        long end = offset + data.Length;
+        long c0 = offset >> _clusterBits, c1 = (end - 1) >> _clusterBits;
+        int count = (int)(c1 - c0 + 1);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        long host = -1;
+        Task? wait = null;
+        await _allocLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            wait = InflightTask(c0, c1);
+            if (wait == null)
+            {
+                var now = await LookupAsync(offset, data.Length, ct).ConfigureAwait(false);
+                if (now.Kind != m.Kind || now.Length < data.Length || (m.Kind == MapKind.Compressed && now.Entry != m.Entry))
+                    return false;
+                host = await AllocateRunAsync(count, ct).ConfigureAwait(false);
+                lock (_inflight)
+                    for (long c = c0; c <= c1; c++) _inflight[c] = done;
+            }
+        }
+        finally
+        {
+            _allocLock.Release();
+        }
+        if (wait != null)
+        {
+            await wait.WaitAsync(ct).ConfigureAwait(false);
+            return false;
+        }
+
+        try
+        {
+            // Data first, with the untouched head and tail of the first and last cluster taken from the old content.
+            long guestStart = c0 << _clusterBits;
+            long head = offset - guestStart;
+            long tail = ((c1 + 1) << _clusterBits) - end;
+            if (head > 0)
+            {
+                var fill = new byte[head];
+                await ReadMappedAsync(m, guestStart, fill, ct).ConfigureAwait(false);
+                await _file.WriteAsync(host, fill, ct).ConfigureAwait(false);
+            }
+            await _file.WriteAsync(host + head, data, ct).ConfigureAwait(false);
+            if (tail > 0)
+            {
+                var fill = new byte[tail];
+                await ReadMappedAsync(m, end, fill, ct).ConfigureAwait(false);
+                await _file.WriteAsync(end - guestStart + host, fill, ct).ConfigureAwait(false);
+            }
+
+            // Then the mapping, in memory; the disk learns of it at the next write-back, after the data is durable.
+            await _allocLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                var table = await GetL2ForUpdateAsync(L1IndexOf(offset), CancellationToken.None).ConfigureAwait(false);
+                int first = L2IndexOf(offset);
+                for (int i = 0; i < count; i++)
+                {
+                    QueueFreeOf(Volatile.Read(ref table.Entries[first + i]));
+                    Volatile.Write(ref table.Entries[first + i], (ulong)(host + (long)i * _clusterSize) | CopiedFlag);
+                }
+            }
+            finally
+            {
+                _allocLock.Release();
+            }
+        }
+        finally
+        {
+            // On failure the clusters stay counted but unreferenced: a leak, never a wrong mapping.
+            lock (_inflight)
+                for (long c = c0; c <= c1; c++)
+                    if (_inflight.TryGetValue(c, out var t) && t == done) _inflight.Remove(c);
+            done.TrySetResult();
+        }
+        return true;
+    }
+
+    /// <summary>The signal of an in-flight allocation touching guest clusters [c0, c1], or null.</summary>
+    private Task? InflightTask(long c0, long c1)
+    {
+        lock (_inflight)
+        {
+            for (long c = c0; c <= c1; c++)
+                if (_inflight.TryGetValue(c, out var t)) return t.Task;
+        }
+        return null;
+    }
+
+    /// <summary>The L2 table for an L1 index, made if missing and marked dirty (under _allocLock).</summary>
+    private async ValueTask<L2Table> GetL2ForUpdateAsync(int l1Index, CancellationToken ct)
+    {
+        var table = await GetL2Async(l1Index, ct).ConfigureAwait(false);
+        if (table == null)
+        {
+            long at = await AllocateRunAsync(1, ct).ConfigureAwait(false);
+            table = new L2Table(l1Index, at, new ulong[_l2Entries]) { Dirty = true };
+            lock (_cacheLock) _l2Cache[l1Index] = table; // cached before the L1 entry is set: readers never miss it
+            Volatile.Write(ref _l1[l1Index], (ulong)at | CopiedFlag);
+            _dirtyL1.Add(l1Index);
+        }
+        else
+        {
+            lock (_cacheLock)
+            {
+                // A clean table may have been evicted (and maybe reloaded) since: update the one the cache holds.
+                if (_l2Cache.TryGetValue(l1Index, out var current)) table = current;
+                else _l2Cache[l1Index] = table;
+                table.Dirty = true;
+            }
+        }
+        _dirtyL2.Add(table);
+        Volatile.Write(ref _dirtyL2Count, _dirtyL2.Count);
+        return table;
+    }
+
+    /// <summary>
+    /// Rewrites the entries of the whole clusters [offset, offset+length) (inside mapping <paramref name="m"/>) with
+    /// <paramref name="rewrite"/>, queueing the old host space for freeing when an entry lets go of it. Returns false,
+    /// having done nothing, when the clusters changed since the lookup.
+    /// </summary>
+    private async ValueTask<bool> RewriteEntriesAsync(Mapping m, long offset, long length, Func<ulong, ulong> rewrite, CancellationToken ct)
+    {
+        long c0 = offset >> _clusterBits, c1 = (offset + length - 1) >> _clusterBits;
+        Task? wait;
+        await _allocLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            wait = InflightTask(c0, c1);
+            if (wait == null)
+            {
+                var now = await LookupAsync(offset, length, ct).ConfigureAwait(false);
+                if (now.Kind != m.Kind || now.Length < length) return false;
+                var table = await GetL2ForUpdateAsync(L1IndexOf(offset), ct).ConfigureAwait(false);
+                int first = L2IndexOf(offset);
+                for (int i = 0; i <= c1 - c0; i++)
+                {
+                    ulong old = Volatile.Read(ref table.Entries[first + i]);
+                    ulong next = rewrite(old);
+                    if (next == old) continue;
+                    if ((old & CompressedFlag) != 0 || (old & OffsetMask) != (next & OffsetMask)) QueueFreeOf(old);
+                    Volatile.Write(ref table.Entries[first + i], next);
+                }
+            }
+        }
+        finally
+        {
+            _allocLock.Release();
+        }
+        if (wait == null) return true;
+        await wait.WaitAsync(ct).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        ThrowIfFailed();
+        long mask = _clusterSize - 1;
+        while (length > 0)
+        {
+            var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            long runEnd = offset + m.Length;
+            long wholeEnd = runEnd == _size ? runEnd : runEnd & ~mask; // the image's last, partial cluster counts as whole
+            long n;
+            bool ok;
+            if ((offset & mask) == 0 && wholeEnd > offset)
+            {
+                n = wholeEnd - offset;
+                ok = await ZeroWholeClustersAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
+                ok = await ZeroPartOfClusterAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
+            }
+            if (!ok) continue;
+            offset += n;
+            length -= n;
+        }
+        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private bool BackingUnder(long offset) => _backing != null && offset < _backing.Size;
+
+    private async ValueTask<bool> ZeroWholeClustersAsync(Mapping m, long offset, long n, CancellationToken ct)
+    {
+        switch (m.Kind)
+        {
+            case MapKind.Zero:
+                return true;
+            case MapKind.Data when !_v3:
+                await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
+                return true;
+            case MapKind.Data:
+                // As QEMU: the cluster stays allocated (a preallocated zero cluster), so nothing is freed.
+                return await RewriteEntriesAsync(m, offset, n, old => (old & OffsetMask) | CopiedFlag | ZeroFlag, ct).ConfigureAwait(false);
+            case MapKind.Unallocated when !BackingUnder(offset):
+                return true;
+            default: // unallocated over backing data, or compressed
+                if (_v3) return await RewriteEntriesAsync(m, offset, n, _ => ZeroFlag, ct).ConfigureAwait(false);
+                await WriteZeroBytesAsync(offset, n, ct).ConfigureAwait(false);
+                return true;
+        }
+    }
+
+    private async ValueTask<bool> ZeroPartOfClusterAsync(Mapping m, long offset, long n, CancellationToken ct)
+    {
+        switch (m.Kind)
+        {
+            case MapKind.Zero:
+                return true;
+            case MapKind.Data:
+                await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
+                return true;
+            case MapKind.Unallocated when !BackingUnder(offset):
+                return true;
+            default:
+                return await AllocateAndWriteAsync(m, offset, new byte[n], ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Writes zero bytes through the ordinary write path (version 2 has no zero clusters).</summary>
+    private async ValueTask WriteZeroBytesAsync(long offset, long length, CancellationToken ct)
+    {
+        while (length > 0)
+        {
+            int n = (int)Math.Min(length, Zeroes.Block.Length);
+            await WriteAsync(offset, Zeroes.Block[..n], ct).ConfigureAwait(false);
+            offset += n;
+            length -= n;
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Whole clusters lose their host space (refcount decremented after the new entry is durable): they become zero
+    /// clusters over a backing file (version 3), or unallocated without one. Freed clusters are not reused or punched
+    /// while the image is open, so a request still reading an old mapping reads the old data. Partial clusters, and
+    /// version 2 images with a backing file, are left as they are (discard is advisory).
+    /// </remarks>
+    public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        ThrowIfFailed();
+        long mask = _clusterSize - 1;
+        while (length > 0)
+        {
+            var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            long runEnd = offset + m.Length;
+            long wholeEnd = runEnd == _size ? runEnd : runEnd & ~mask;
+            long n = m.Length;
+            if ((offset & mask) != 0 || wholeEnd <= offset)
+            {
+                n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
+            }
+            else if (m.Kind != MapKind.Unallocated)
+            {
+                n = wholeEnd - offset;
+                bool backing = BackingUnder(offset);
+                if (!backing || _v3)
+                {
+                    ulong replacement = backing ? ZeroFlag : 0;
+                    if (!await RewriteEntriesAsync(m, offset, n, _ => replacement, cancellationToken).ConfigureAwait(false)) continue;
+                }
+            }
+            offset += n;
+            length -= n;
+        }
+        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteBackIfLargeAsync(CancellationToken ct)
+    {
+        if ((long)Volatile.Read(ref _dirtyL2Count) * _clusterSize >= MaxDirtyBytes)
+            await FlushAsync(ct).ConfigureAwait(false);
+    }
+}
