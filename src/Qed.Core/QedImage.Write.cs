@@ -214,7 +214,16 @@ public sealed partial class QedImage
         long tail = ((end + mask) & ~mask) - end;
         if (head > 0) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
         await _file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
-        if (tail > 0) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
+        if (tail > 0)
+        {
+            long tailOffset = fileOffset + head + data.Length;
+            await FillAsync(tailOffset, end, tail, kind).ConfigureAwait(false);
+            // A skipped zero fill may leave the file ending inside this cluster, and a trailing partial cluster counts
+            // as past the end of file (QEMU and our open both round the length down): its entry would be invalid.
+            // Writing the cluster's last byte makes it whole; the byte is ours, so no other allocation is disturbed.
+            if (_file.Length < tailOffset + tail)
+                await _file.WriteAsync(tailOffset + tail - 1, Zeroes.Block[..1]).ConfigureAwait(false);
+        }
     }
 
     private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
