@@ -152,7 +152,7 @@ internal sealed class IoInterpreter(DiskImage image, TextWriter output)
             line.Clear().Append((offset + i).ToString("x8", CultureInfo.InvariantCulture)).Append(":  ");
             var row = data.Slice(i, Math.Min(16, data.Length - i));
             foreach (byte b in row) line.Append(b.ToString("x2", CultureInfo.InvariantCulture)).Append(' ');
-            line.Append(' ', (16 - row.Length) * 3).Append(' ');
+            line.Append(' '); // qemu-io does not pad a short last row
             foreach (byte b in row) line.Append(b is >= 0x20 and < 0x7f ? (char)b : '.');
             output.WriteLine(line.ToString());
         }
