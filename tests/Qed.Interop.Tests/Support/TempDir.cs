@@ -20,7 +20,7 @@ public sealed class TempDir : IDisposable
 
     public byte[] Bytes(string name) => File.ReadAllBytes(this[name]);
 
-    public string Hash(string name) => Convert.ToHexString(SHA256.HashData(Bytes(name)));
+    public string Hash(string name) => System.Convert.ToHexString(SHA256.HashData(Bytes(name)));
 
     public void Dispose()
     {
