@@ -35,7 +35,8 @@ internal static class CompareCommand
                     say.WriteLine("Strict mode: Image size mismatch!");
                     return 1;
                 }
-                say.WriteLine("Warning: Image size mismatch!");
+                // qemu-img warns only once it reaches the extra part, i.e. when the common part is the same.
+                if (!result.InCommonPart) say.WriteLine("Warning: Image size mismatch!");
             }
             if (!result.Identical)
             {

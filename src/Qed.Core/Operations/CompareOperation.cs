@@ -6,7 +6,8 @@ namespace Qed.Operations;
 /// <param name="Identical">Whether the images read the same (with qemu's rule for different sizes).</param>
 /// <param name="MismatchOffset">The 512-byte sector offset of the first difference, or null.</param>
 /// <param name="SizeMismatch">Whether the images differ in size.</param>
-public readonly record struct CompareResult(bool Identical, long? MismatchOffset, bool SizeMismatch);
+/// <param name="InCommonPart">Whether the difference lies in the range both images have (rather than in the extra part).</param>
+public readonly record struct CompareResult(bool Identical, long? MismatchOffset, bool SizeMismatch, bool InCommonPart = false);
 
 /// <summary>
 /// Compares the guest content of two images as <c>qemu-img compare</c> does: ranges that read as zeroes in both are
@@ -52,7 +53,7 @@ public static class CompareOperation
                 int diff = zeroA ? mb.Span.IndexOfAnyExcept((byte)0)
                     : zeroB ? ma.Span.IndexOfAnyExcept((byte)0)
                     : FirstDifference(ma.Span, mb.Span);
-                if (diff >= 0) return new CompareResult(false, Sector(offset + diff), sizeMismatch);
+                if (diff >= 0) return new CompareResult(false, Sector(offset + diff), sizeMismatch, InCommonPart: true);
                 offset += len;
             }
 
