@@ -10,7 +10,7 @@ namespace Qed.Interop.Tests.BadHeader;
 public class BadHeaderTests
 {
     /// <summary>A mutation of a good image and the phrase our message must contain (qemu-img's where it has one).</summary>
-    public sealed record Case(string Name, Action<string> Mutate, string Phrase, bool ProbesAsQed = true)
+    public sealed record Case(string Name, Action<string> Mutate, string Phrase)
     {
         public override string ToString() => Name;
     }
@@ -20,7 +20,7 @@ public class BadHeaderTests
     private static Action<string> Truncate(long length) => path => { using var f = new FileStream(path, FileMode.Open); f.SetLength(length); };
 
     public static TheoryData<Case> Cases => new(
-        new Case("bad-magic", U32(0, 0x00444552), "Image not in QED format", ProbesAsQed: false),
+        new Case("bad-magic", U32(0, 0x00444552), "Image not in QED format"),
         new Case("cluster-size-2048", U32(4, 2048), "QED cluster size is invalid"),
         new Case("cluster-size-not-power-of-2", U32(4, 3000), "QED cluster size is invalid"),
         new Case("cluster-size-128M", U32(4, 128 << 20), "QED cluster size is invalid"),
@@ -41,7 +41,7 @@ public class BadHeaderTests
         new Case("backing-name-too-long", path => { HeaderEditor.SetU32(path, 12, 2); HeaderEditor.SetU64(path, 40, 0x20000); HeaderEditor.SetU32(path, 60, 5000); },
             "Failed to read backing filename"),
         new Case("truncated-inside-l1", Truncate(100000), "QED table offset is invalid"),
-        new Case("truncated-to-32-bytes", Truncate(32), "Image not in QED format", ProbesAsQed: false));
+        new Case("truncated-to-32-bytes", Truncate(32), "Image not in QED format"));
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -55,31 +55,34 @@ public class BadHeaderTests
         Assert.NotEqual(0, dir.QemuImg("info", "-f", "qed", "bad.qed").ExitCode);
         string before = dir.Hash("bad.qed");
 
+        // Every command once; the variants (probing, other outputs, read-only io, reversed compare) for a few
+        // representative cases only, to keep the suite fast.
         var runs = new List<(string[] Args, int Exit)>
         {
             (["info", "-f", "qed", "bad.qed"], 1),
-            (["info", "-f", "qed", "--output=json", "--backing-chain", "bad.qed"], 1),
             (["map", "-f", "qed", "--output=json", "bad.qed"], 1),
-            (["convert", "-f", "qed", "-O", "raw", "bad.qed", "out.raw"], 1),
-            (["convert", "-f", "qed", "-O", "qed", "bad.qed", "out.qed"], 1),
+            (["convert", "-f", "qed", "-O", "qed", "bad.qed", "out1.qed"], 1),
             (["compare", "-f", "qed", "-F", "raw", "bad.qed", "base.raw"], 2),
-            (["compare", "-f", "raw", "-F", "qed", "base.raw", "bad.qed"], 2),
             (["io", "-f", "qed", "-c", "read 0 512", "bad.qed"], 1),
             (["io", "-f", "qed", "-c", "write -P 7 0 512", "-c", "flush", "bad.qed"], 1),
-            (["io", "-f", "qed", "-r", "-c", "read 0 512", "bad.qed"], 1),
         };
-        if (bad.ProbesAsQed)
+        if (bad.Name is "unknown-feature-0x100" or "l1-table-past-eof" or "truncated-inside-l1" or "backing-name-out-of-bounds")
         {
+            runs.Add((["info", "-f", "qed", "--output=json", "--backing-chain", "bad.qed"], 1));
+            runs.Add((["convert", "-f", "qed", "-O", "raw", "bad.qed", "out.raw"], 1));
+            runs.Add((["compare", "-f", "raw", "-F", "qed", "base.raw", "bad.qed"], 2));
+            runs.Add((["io", "-f", "qed", "-r", "-c", "read 0 512", "bad.qed"], 1));
             // Without -f the format is probed from the magic, which is intact here.
             runs.Add((["info", "bad.qed"], 1));
             runs.Add((["map", "bad.qed"], 1));
             runs.Add((["io", "-c", "write 0 4k", "bad.qed"], 1));
-            runs.Add((["convert", "-O", "qed", "bad.qed", "out.qed"], 1));
+            runs.Add((["convert", "-O", "qed", "bad.qed", "out2.qed"], 1));
         }
 
-        foreach (var (args, exit) in runs)
+        // The commands only read the bad file (or fail before writing), so they run side by side to save time.
+        var results = runs.AsParallel().AsOrdered().WithDegreeOfParallelism(2).Select(r => (r.Exit, Result: dir.Qed(r.Args))).ToList();
+        foreach (var (exit, result) in results)
         {
-            var result = dir.Qed(args);
             string what = $"{bad.Name}: {result}";
             Assert.True(result.ExitCode == exit, what);
             string[] lines = result.StdErr.TrimEnd('\n').Split('\n');
@@ -87,7 +90,7 @@ public class BadHeaderTests
             Assert.StartsWith("qed: Could not open 'bad.qed': ", lines[0]);
             Assert.Contains(bad.Phrase, lines[0]);
             Assert.Equal("", result.StdOut);
-            Assert.False(File.Exists(dir["out.raw"]) || File.Exists(dir["out.qed"]), $"a target was created\n{what}");
+            Assert.False(new[] { "out.raw", "out1.qed", "out2.qed" }.Any(n => File.Exists(dir[n])), $"a target was created\n{what}");
             Assert.Equal(before, dir.Hash("bad.qed"));
         }
 
