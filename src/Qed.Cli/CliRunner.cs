@@ -40,6 +40,10 @@ internal static class CliRunner
     public static string Describe(Exception e)
     {
         while (e is AggregateException { InnerException: { } inner }) e = inner;
-        return e.Message.ReplaceLineEndings(" ");
+        string message = e.Message;
+        // Argument exceptions append " (Parameter 'name')", which means nothing to a user of the tool.
+        if (e is ArgumentException { ParamName: { } name })
+            message = message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
+        return message.ReplaceLineEndings(" ");
     }
 }

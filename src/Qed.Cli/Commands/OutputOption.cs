@@ -8,7 +8,12 @@ internal static class OutputOption
     public static Option<string> Create()
     {
         var option = new Option<string>("--output") { Description = "Output format: human or json", DefaultValueFactory = _ => "human" };
-        option.AcceptOnlyFromAmong("human", "json");
+        // One line, as every other error (AcceptOnlyFromAmong lists the choices over several lines).
+        option.Validators.Add(result =>
+        {
+            string? value = result.GetValueOrDefault<string>();
+            if (value is not ("human" or "json")) result.AddError($"--output must be 'human' or 'json', not '{value}'");
+        });
         return option;
     }
 

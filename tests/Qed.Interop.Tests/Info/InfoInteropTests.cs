@@ -49,9 +49,12 @@ public class InfoInteropTests
     {
         using var dir = new TempDir();
         string image = SampleImages.Make(dir, sample);
-        var ours = Tool.Ok(dir.Qed("info", image));
-        var theirs = Tool.Ok(dir.QemuImg("info", image));
-        Assert.Equal(WithoutDiskSize(theirs.StdOut), WithoutDiskSize(ours.StdOut));
+        foreach (string[] extra in new[] { Array.Empty<string>(), ["--backing-chain"] })
+        {
+            var ours = Tool.Ok(dir.Qed(["info", .. extra, image]));
+            var theirs = Tool.Ok(dir.QemuImg(["info", .. extra, image]));
+            Assert.Equal(WithoutDiskSize(theirs.StdOut), WithoutDiskSize(ours.StdOut));
+        }
     }
 
     [Fact]
