@@ -105,6 +105,10 @@ public static class ConvertOperation
 
     private static async Task CopyChunkAsync(DiskImage source, DiskImage target, Chunk chunk, Mode mode, int minSparse, CancellationToken ct)
     {
+        // Zeroes over a target that already reads as zeroes there (unallocated over a sparse base, zero clusters):
+        // nothing to do, and nothing to read; this keeps -B over large sparse images cheap.
+        if (chunk.SourceIsZero && mode == Mode.WriteDifferences && await ReadsAsZeroesAsync(target, chunk.Offset, chunk.Length, ct).ConfigureAwait(false))
+            return;
         byte[] src = ArrayPool<byte>.Shared.Rent(chunk.Length);
         byte[]? dst = mode == Mode.WriteDifferences ? ArrayPool<byte>.Shared.Rent(chunk.Length) : null;
         try
@@ -149,6 +153,19 @@ public static class ConvertOperation
             ArrayPool<byte>.Shared.Return(src);
             if (dst != null) ArrayPool<byte>.Shared.Return(dst);
         }
+    }
+
+    /// <summary>Whether the allocation map says [offset, offset+length) of the image reads as zeroes without data.</summary>
+    private static async ValueTask<bool> ReadsAsZeroesAsync(DiskImage image, long offset, long length, CancellationToken ct)
+    {
+        long end = offset + length;
+        while (offset < end)
+        {
+            var extent = await AllocationMap.GetExtentAsync(image, offset, end - offset, ct).ConfigureAwait(false);
+            if (!extent.Zero || extent.Data) return false;
+            offset += extent.Length;
+        }
+        return true;
     }
 
     private static BlockAction Decide(ReadOnlySpan<byte> src, ReadOnlySpan<byte> dst, bool targetIsZero)

@@ -85,6 +85,26 @@ public class ConvertOperationTests
     }
 
     [Fact]
+    public async Task WithASparseBackingFileNothingIsWrittenForTheSameContent()
+    {
+        const long size = 16 << 20;
+        var baseStorage = new MemoryStorage();
+        var head = new byte[1 << 20];
+        new Random(9).NextBytes(head);
+        await baseStorage.WriteAsync(0, head);
+        await baseStorage.SetLengthAsync(size);
+        var model = new byte[size];
+        head.CopyTo(model, 0);
+        await using var source = await OperationFixtures.NewQedAsync(size);
+        await source.WriteAsync(0, head);
+        await using var target = await OperationFixtures.NewQedAsync(size, backing: baseStorage);
+        await ConvertOperation.CopyAsync(source, target, new ConvertOptions { TargetIsZeroed = false });
+        Assert.Equal(model, await OperationFixtures.ReadAllAsync(target));
+        var first = await target.GetLayerExtentAsync(0, size);
+        Assert.Equal((ExtentKind.Unallocated, size), (first.Kind, first.Length));
+    }
+
+    [Fact]
     public async Task RefusesASmallerTarget()
     {
         await using var source = await OperationFixtures.NewQedAsync(2 << 20);
