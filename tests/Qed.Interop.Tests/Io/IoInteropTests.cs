@@ -38,13 +38,11 @@ public class IoInteropTests
         scenario.BuildReference(dir);
         scenario.CreateImage(dir, "theirs.qed", args => dir.QemuImg(args));
         Tool.Ok(dir.QemuIo(["-f", "qed", .. Scenario.C(scenario.Commands), "theirs.qed"]));
-        if (scenario.QemuGetsItWrong)
-        {
-            // QEMU's image is no reference here; prove that it really differs from the model, so the scenario
-            // exercises the bug this test is about, and go no further.
-            Assert.NotEqual(0, dir.QemuImg("compare", "-f", "qed", "-F", "raw", "theirs.qed", "ref.raw").ExitCode);
+        // Where QEMU 7.2 writes the wrong content (its bugs 2 and 4) its image is no reference: it must really
+        // differ from the model (so the scenario does hit the bug), and there is nothing more to read back. A QEMU
+        // that gets it right is checked like any other.
+        if (scenario.QemuGetsItWrong && dir.QemuImg("compare", "-f", "qed", "-F", "raw", "theirs.qed", "ref.raw").ExitCode == 1)
             return;
-        }
         Tool.Ok(dir.Qed("convert", "-f", "qed", "-O", "raw", "theirs.qed", "out.raw"));
         Assert.True(dir.Bytes("ref.raw").AsSpan().SequenceEqual(dir.Bytes("out.raw")), "qed convert -O raw differs from the model");
         Tool.Ok(dir.Qed(["io", "-r", "-f", "qed", .. Scenario.C(scenario.VerifyCommands(dir)), "theirs.qed"]));
