@@ -50,6 +50,10 @@ internal static class ConvertCommand
 
             // The source is opened (and so validated) before the target is touched.
             await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct);
+            // Creating (truncating) or writing a file the source is read from would destroy the data being copied.
+            for (var layer = source; layer != null; layer = layer.Backing)
+                if (SameFile(layer.Name, dstPath))
+                    throw new CommandException($"Could not write '{dstPath}': it is part of the source image chain ('{layer.Name}')");
             if (create) await CreateTargetAsync(targetFormat, dstPath, source.Size, opts, b, bf, ct);
             else opts.ThrowIfAnyLeft(targetFormat);
             try
@@ -97,6 +101,17 @@ internal static class ConvertCommand
             default:
                 throw new CommandException($"Unknown or unsupported target format '{targetFormat}' (known: qed, raw)");
         }
+    }
+
+    private static bool SameFile(string a, string b)
+    {
+        static string Canonical(string path)
+        {
+            string full = Path.GetFullPath(path);
+            try { return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; }
+            catch (IOException) { return full; }
+        }
+        return string.Equals(Canonical(a), Canonical(b), StringComparison.Ordinal);
     }
 
     private sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>

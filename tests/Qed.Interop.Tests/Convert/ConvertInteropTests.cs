@@ -117,6 +117,29 @@ public class ConvertInteropTests
         Assert.False(File.Exists(dir["out.raw"]));
     }
 
+    [Theory]
+    [InlineData("ov.qed")]
+    [InlineData("base.raw")]
+    [InlineData("./sub/../base.raw")]
+    public void RefusesToWriteOverAnImageOfTheSourceChain(string target)
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir["sub"]);
+        Tool.Ok(dir.QemuImg("create", "-f", "raw", "base.raw", "1M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 1M", "base.raw"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "base.raw", "-F", "raw", "ov.qed"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 1 0 64k", "ov.qed"));
+        string ov = dir.Hash("ov.qed"), raw = dir.Hash("base.raw");
+        foreach (string[] extra in new[] { Array.Empty<string>(), ["-n"] })
+        {
+            var result = dir.Qed(["convert", .. extra, "-O", "raw", "ov.qed", target]);
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains("part of the source image chain", result.StdErr);
+            Assert.Equal(ov, dir.Hash("ov.qed"));
+            Assert.Equal(raw, dir.Hash("base.raw"));
+        }
+    }
+
     private static List<(long, long)> DataRanges(TempDir dir, string image)
     {
         using var map = JsonDocument.Parse(Tool.Ok(dir.QemuImg("map", "--output=json", image)).StdOut);
