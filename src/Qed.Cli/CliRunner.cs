@@ -14,8 +14,11 @@ internal static class CliRunner
         Recursive = true,
     };
 
-    /// <summary>Attaches <paramref name="body"/> as the command's action with qemu-img style error handling.</summary>
-    public static void SetAction(Command command, Func<ParseResult, CancellationToken, Task<int>> body)
+    /// <summary>
+    /// Attaches <paramref name="body"/> as the command's action with qemu-img style error handling; a failure exits
+    /// with <paramref name="errorExitCode"/> (compare uses 2, since 1 means "different").
+    /// </summary>
+    public static void SetAction(Command command, Func<ParseResult, CancellationToken, Task<int>> body, int errorExitCode = 1)
     {
         command.SetAction(async (parse, ct) =>
         {
@@ -28,7 +31,7 @@ internal static class CliRunner
                 Console.Out.Flush();
                 Console.Error.WriteLine($"qed: {Describe(e)}");
                 if (parse.GetValue(DebugOption)) Console.Error.WriteLine(e);
-                return 1;
+                return errorExitCode;
             }
         });
     }
@@ -37,6 +40,10 @@ internal static class CliRunner
     public static string Describe(Exception e)
     {
         while (e is AggregateException { InnerException: { } inner }) e = inner;
-        return e.Message.ReplaceLineEndings(" ");
+        string message = e.Message;
+        // Argument exceptions append " (Parameter 'name')", which means nothing to a user of the tool.
+        if (e is ArgumentException { ParamName: { } name })
+            message = message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
+        return message.ReplaceLineEndings(" ");
     }
 }

@@ -9,6 +9,11 @@ internal static class CommandRegistry
     public static IEnumerable<Command> All()
     {
         yield return CreateCommand.Build();
+        yield return InfoCommand.Build();
+        yield return MapCommand.Build();
+        yield return ConvertCommand.Build();
+        yield return CompareCommand.Build();
+        yield return IoCommand.Build();
         yield return BenchCommand.Build();
     }
 }

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using Qed.Operations;
+
+namespace Qed.Cli.Commands;
+
+/// <summary>
+/// <c>qed compare [-f fmt] [-F fmt] [-s] A B</c>, as qemu-img compare: exit 0 when the guest contents are identical,
+/// 1 when they differ (naming the first differing sector), 2 on error.
+/// </summary>
+internal static class CompareCommand
+{
+    public static Command Build()
+    {
+        var formatA = new Option<string?>("-f") { Description = "Format of the first image (probed if omitted)" };
+        var formatB = new Option<string?>("-F") { Description = "Format of the second image (probed if omitted)" };
+        var strict = new Option<bool>("-s") { Description = "Strict: images of different sizes are different" };
+        var quiet = new Option<bool>("-q") { Description = "Quiet: only the exit code tells" };
+        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
+        var progress = new Option<bool>("-p") { Description = "Accepted for qemu-img compatibility" };
+        var a = new Argument<string>("A");
+        var b = new Argument<string>("B");
+        var command = new Command("compare", "Check whether two images have the same guest content") { formatA, formatB, strict, quiet, forceShare, progress, a, b };
+        CliRunner.SetAction(command, async (parse, ct) =>
+        {
+            string pathA = parse.GetValue(a)!, pathB = parse.GetValue(b)!;
+            await using var imageA = await ImageArgs.OpenAsync(pathA, parse.GetValue(formatA), readOnly: true, ct: ct);
+            await using var imageB = await ImageArgs.OpenAsync(pathB, parse.GetValue(formatB), readOnly: true, ct: ct);
+            bool isStrict = parse.GetValue(strict);
+            var result = await CompareOperation.CompareAsync(imageA, imageB, isStrict, ct);
+            var say = parse.GetValue(quiet) ? TextWriter.Null : Console.Out;
+            if (result.SizeMismatch)
+            {
+                if (isStrict)
+                {
+                    say.WriteLine("Strict mode: Image size mismatch!");
+                    return 1;
+                }
+                // qemu-img warns only once it reaches the extra part, i.e. when the common part is the same.
+                if (!result.InCommonPart) say.WriteLine("Warning: Image size mismatch!");
+            }
+            if (!result.Identical)
+            {
+                say.WriteLine($"Content mismatch at offset {result.MismatchOffset}!");
+                return 1;
+            }
+            say.WriteLine("Images are identical.");
+            return 0;
+        }, errorExitCode: 2);
+        return command;
+    }
+}

@@ -1,0 +1,121 @@
+using System.CommandLine;
+using Qed.Operations;
+
+namespace Qed.Cli.Commands;
+
+/// <summary>
+/// <c>qed convert [-f fmt] [-O fmt] [-o opts] [-B file -F fmt] [-p] [-n] [-S size] [-m n] SRC DST</c>, as qemu-img
+/// convert: the target stays sparse, and with -B only what differs from the backing file is written.
+/// </summary>
+internal static class ConvertCommand
+{
+    public static Command Build()
+    {
+        var format = new Option<string?>("-f") { Description = "Source format (probed if omitted)" };
+        var outFormat = new Option<string>("-O") { Description = "Target format (qed, raw)", DefaultValueFactory = _ => "raw" };
+        var options = new Option<string[]>("-o") { Description = "Target format options: cluster_size=, table_size=, backing_file=, backing_fmt=" };
+        var backing = new Option<string?>("-B") { Description = "Backing file of the target: only data that differs from it is written" };
+        var backingFormat = new Option<string?>("-F") { Description = "Format of the -B backing file" };
+        var showProgress = new Option<bool>("-p") { Description = "Show progress on stderr" };
+        var noCreate = new Option<bool>("-n") { Description = "Do not create the target: write into an existing image" };
+        var sparse = new Option<string?>("-S") { Description = "All-zero runs of this size are not written (default 4k; 0 writes everything)" };
+        var parallel = new Option<int>("-m") { Description = "Chunk copies in flight (1 to 16, default 8)", DefaultValueFactory = _ => 8 };
+        var quiet = new Option<bool>("-q") { Description = "Quiet" };
+        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
+        var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
+        var src = new Argument<string>("SRC");
+        var dst = new Argument<string>("DST");
+        var command = new Command("convert", "Copy an image into a new image of any format, keeping it sparse")
+        {
+            format, outFormat, options, backing, backingFormat, showProgress, noCreate, sparse, parallel, quiet, forceShare, outOfOrder, src, dst,
+        };
+        CliRunner.SetAction(command, async (parse, ct) =>
+        {
+            string srcPath = parse.GetValue(src)!, dstPath = parse.GetValue(dst)!;
+            string targetFormat = parse.GetValue(outFormat)!;
+            var opts = OptionList.Parse(parse.GetValue(options) ?? []);
+            string? b = parse.GetValue(backing) ?? opts.Take("backing_file");
+            string? bf = parse.GetValue(backingFormat) ?? opts.Take("backing_fmt");
+            if (b != null && bf == null) throw new CommandException("Backing file specified without backing format");
+            int minSparse = 4096;
+            if (parse.GetValue(sparse) is { } s)
+            {
+                if (!SizeParser.TryParse(s, out long n) || n < 0 || n > 1 << 20 || (n > 0 && (1 << 20) % n != 0))
+                    throw new CommandException($"Invalid buffer size for sparse output specified: '{s}' (use 0 or a power of 2 up to 1M)");
+                minSparse = (int)n;
+            }
+            int inFlight = parse.GetValue(parallel);
+            if (inFlight is < 1 or > 16) throw new CommandException($"Invalid number of coroutines: {inFlight} (allowed: 1 to 16)");
+            bool create = !parse.GetValue(noCreate);
+
+            // The source is opened (and so validated) before the target is touched.
+            await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct);
+            // Creating (truncating) or writing a file the source is read from would destroy the data being copied.
+            for (var layer = source; layer != null; layer = layer.Backing)
+                if (SameFile(layer.Name, dstPath))
+                    throw new CommandException($"Could not write '{dstPath}': it is part of the source image chain ('{layer.Name}')");
+            if (create) await CreateTargetAsync(targetFormat, dstPath, source.Size, opts, b, bf, ct);
+            else opts.ThrowIfAnyLeft(targetFormat);
+            try
+            {
+                await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct);
+                var copy = new ConvertOptions { TargetIsZeroed = create, MinSparse = minSparse, Parallelism = inFlight };
+                await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
+                    ConvertOperation.CopyAsync(source, target, copy,
+                        progress is null ? null : new Relay(progress), ct));
+            }
+            catch when (create)
+            {
+                // A half-written new image is worse than none.
+                try { File.Delete(dstPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+                throw;
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>The create step: the only place that knows target formats. Other formats add a case here.</summary>
+    private static async Task CreateTargetAsync(string targetFormat, string path, long size, OptionList opts, string? backing, string? backingFormat, CancellationToken ct)
+    {
+        switch (targetFormat)
+        {
+            case "qed":
+                var create = new QedCreateOptions
+                {
+                    Size = size,
+                    BackingFile = backing,
+                    BackingFormat = backingFormat,
+                    ClusterSize = (uint)(opts.TakeSize("cluster_size") ?? 65536),
+                    TableSize = (uint)(opts.TakeSize("table_size") ?? 4),
+                };
+                opts.ThrowIfAnyLeft("qed");
+                await QedImage.CreateAsync(path, create, ct);
+                break;
+            case "raw":
+                if (backing != null) throw new CommandException("The raw format does not support backing files");
+                opts.ThrowIfAnyLeft("raw");
+                await using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write))
+                    stream.SetLength(size); // sparse: the copy skips zeroes
+                break;
+            default:
+                throw new CommandException($"Unknown or unsupported target format '{targetFormat}' (known: qed, raw)");
+        }
+    }
+
+    private static bool SameFile(string a, string b)
+    {
+        static string Canonical(string path)
+        {
+            string full = Path.GetFullPath(path);
+            try { return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; }
+            catch (IOException) { return full; }
+        }
+        return string.Equals(Canonical(a), Canonical(b), StringComparison.Ordinal);
+    }
+
+    private sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>
+    {
+        public void Report(ConvertProgress value) => inner.Report((value.BytesDone, value.TotalBytes));
+    }
+}

@@ -1,0 +1,76 @@
+using Spectre.Console;
+
+namespace Qed.Cli;
+
+/// <summary>
+/// The -p progress display on stderr: a Spectre.Console bar on a terminal, qemu-img's "(x.xx/100%)" lines otherwise
+/// (so logs stay readable). Fed by the library's <see cref="IProgress{T}"/> reports.
+/// </summary>
+internal static class ProgressDisplay
+{
+    /// <summary>Runs <paramref name="work"/>, showing its progress when <paramref name="enabled"/>.</summary>
+    public static async Task RunAsync(bool enabled, string description, Func<IProgress<(long Done, long Total)>?, Task> work)
+    {
+        if (!enabled)
+        {
+            await work(null);
+            return;
+        }
+        if (Console.IsErrorRedirected)
+        {
+            var plain = new PlainProgress();
+            await work(plain);
+            plain.Finish();
+            return;
+        }
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        await console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+            .StartAsync(async context =>
+            {
+                var task = context.AddTask(description, maxValue: 1);
+                await work(new SpectreProgress(task));
+                task.Value = task.MaxValue;
+            });
+    }
+
+    /// <summary>Reports from many threads arrive out of order; only growth is shown.</summary>
+    private sealed class SpectreProgress(ProgressTask task) : IProgress<(long Done, long Total)>
+    {
+        private long _shown = -1;
+
+        public void Report((long Done, long Total) value)
+        {
+            lock (this)
+            {
+                if (value.Done <= _shown) return;
+                _shown = value.Done;
+                task.MaxValue = Math.Max(1, value.Total);
+                task.Value = value.Done;
+            }
+        }
+    }
+
+    private sealed class PlainProgress : IProgress<(long Done, long Total)>
+    {
+        private int _shownPercent = -1;
+
+        public void Report((long Done, long Total) value)
+        {
+            int percent = value.Total == 0 ? 100 : (int)(value.Done * 100 / value.Total);
+            lock (this)
+            {
+                if (percent <= _shownPercent) return;
+                _shownPercent = percent;
+                Console.Error.Write($"    ({percent:0.00}/100%)\r");
+            }
+        }
+
+        public void Finish()
+        {
+            Report((1, 1));
+            Console.Error.WriteLine();
+        }
+    }
+}

@@ -1,0 +1,187 @@
+using System.Buffers;
+
+namespace Qed.Operations;
+
+/// <summary>How <see cref="ConvertOperation"/> copies.</summary>
+public sealed record ConvertOptions
+{
+    /// <summary>
+    /// Whether the target is known to read as zeroes everywhere (a new image without a backing file): then ranges
+    /// that are zero in the source are not written at all. Otherwise each chunk of the target is read first and only
+    /// the blocks that differ are written, zero blocks as write-zeroes (for a target with a backing file, these are
+    /// the zero clusters that hide non-zero backing data).
+    /// </summary>
+    public bool TargetIsZeroed { get; init; } = true;
+
+    /// <summary>
+    /// The granularity, in bytes, at which all-zero data is detected and skipped (qemu-img's <c>-S</c>, default
+    /// 4 KiB). 0 writes every byte of the source as data, zeroes included (full allocation).
+    /// </summary>
+    public int MinSparse { get; init; } = 4096;
+
+    /// <summary>Chunk copies kept in flight at once.</summary>
+    public int Parallelism { get; init; } = 8;
+
+    /// <summary>Bytes per chunk copy (a multiple of <see cref="MinSparse"/>).</summary>
+    public int ChunkSize { get; init; } = 1 << 20;
+}
+
+/// <summary>Progress of a copy: bytes of the source dealt with so far (copied or skipped) out of the total.</summary>
+/// <param name="BytesDone">Bytes handled.</param>
+/// <param name="TotalBytes">Bytes to handle (the source size).</param>
+public readonly record struct ConvertProgress(long BytesDone, long TotalBytes);
+
+/// <summary>
+/// Copies the guest content of one image into another of any format (qemu-img convert's data phase). Only what is
+/// needed is written: ranges the source's allocation map reports as zero are skipped, all-zero blocks inside data are
+/// detected and skipped too, so the target stays sparse. Several chunks are copied concurrently.
+/// </summary>
+public static class ConvertOperation
+{
+    private enum BlockAction { Skip, Data, Zero }
+
+    private enum Mode { SkipZeroes, WriteDifferences, WriteAll }
+
+    private readonly record struct Chunk(long Offset, int Length, bool SourceIsZero);
+
+    /// <summary>
+    /// Copies all of <paramref name="source"/> into <paramref name="target"/> (which must be at least as large) and
+    /// flushes the target.
+    /// </summary>
+    /// <exception cref="ArgumentException">The target is smaller than the source, or the options are invalid.</exception>
+    public static async Task CopyAsync(DiskImage source, DiskImage target, ConvertOptions? options = null,
+        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(target);
+        options ??= new ConvertOptions();
+        if (target.Size < source.Size)
+            throw new ArgumentException($"The target '{target.Name}' ({target.Size} bytes) is smaller than the source '{source.Name}' ({source.Size} bytes)");
+        if (options.MinSparse < 0 || options.ChunkSize <= 0 || options.Parallelism <= 0 ||
+            (options.MinSparse > 0 && options.ChunkSize % options.MinSparse != 0))
+            throw new ArgumentException("Invalid convert options: the chunk size must be a positive multiple of the sparse size");
+
+        long total = source.Size, done = 0;
+        progress?.Report(new ConvertProgress(0, total));
+        void Advance(long bytes) => progress?.Report(new ConvertProgress(Interlocked.Add(ref done, bytes), total));
+
+        // A zeroed target already holds every zero range; with a backing file it does not, whatever the caller says.
+        // Full allocation (MinSparse 0) writes everything, so it never needs to look at the target.
+        var mode = options.MinSparse == 0 ? Mode.WriteAll
+            : options.TargetIsZeroed && target.Backing is null ? Mode.SkipZeroes
+            : Mode.WriteDifferences;
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = cancellationToken };
+        await Parallel.ForEachAsync(ChunksAsync(source, options.ChunkSize, mode == Mode.SkipZeroes, Advance, cancellationToken), parallel,
+            async (chunk, ct) =>
+            {
+                await CopyChunkAsync(source, target, chunk, mode, options.MinSparse, ct).ConfigureAwait(false);
+                Advance(chunk.Length);
+            }).ConfigureAwait(false);
+        await target.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The source split at chunk boundaries; zero ranges are left out when the target needs nothing there.</summary>
+    private static async IAsyncEnumerable<Chunk> ChunksAsync(DiskImage source, int chunkSize, bool skipZeroes, Action<long> skipped,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        await foreach (var extent in AllocationMap.EnumerateAsync(source, 0, source.Size, ct).ConfigureAwait(false))
+        {
+            bool zero = extent.Zero && !extent.Data;
+            if (zero && skipZeroes)
+            {
+                skipped(extent.Length);
+                continue;
+            }
+            long offset = extent.Offset, end = extent.Offset + extent.Length;
+            while (offset < end)
+            {
+                // Chunks end on chunk-size boundaries so that they line up with clusters.
+                long next = Math.Min(end, (offset / chunkSize + 1) * chunkSize);
+                yield return new Chunk(offset, (int)(next - offset), zero);
+                offset = next;
+            }
+        }
+    }
+
+    private static async Task CopyChunkAsync(DiskImage source, DiskImage target, Chunk chunk, Mode mode, int minSparse, CancellationToken ct)
+    {
+        // Zeroes over a target that already reads as zeroes there (unallocated over a sparse base, zero clusters):
+        // nothing to do, and nothing to read; this keeps -B over large sparse images cheap.
+        if (chunk.SourceIsZero && mode == Mode.WriteDifferences && await ReadsAsZeroesAsync(target, chunk.Offset, chunk.Length, ct).ConfigureAwait(false))
+            return;
+        byte[] src = ArrayPool<byte>.Shared.Rent(chunk.Length);
+        byte[]? dst = mode == Mode.WriteDifferences ? ArrayPool<byte>.Shared.Rent(chunk.Length) : null;
+        try
+        {
+            var srcMem = src.AsMemory(0, chunk.Length);
+            if (chunk.SourceIsZero) srcMem.Span.Clear(); // the pool's buffers hold stale bytes
+            else await source.ReadAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false);
+            Memory<byte> dstMem = default;
+            if (dst != null)
+            {
+                dstMem = dst.AsMemory(0, chunk.Length);
+                await target.ReadAsync(chunk.Offset, dstMem, ct).ConfigureAwait(false);
+            }
+
+            // Walk blocks at absolute multiples of the sparse size, merging neighbours with the same action.
+            if (mode == Mode.WriteAll)
+            {
+                await target.WriteAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false);
+                return;
+            }
+            int block = minSparse;
+            int runStart = 0;
+            var runAction = BlockAction.Skip;
+            int pos = 0;
+            while (pos < chunk.Length)
+            {
+                long abs = chunk.Offset + pos;
+                int len = (int)Math.Min(chunk.Length - pos, block - abs % block);
+                var action = Decide(srcMem.Span.Slice(pos, len), dst is null ? default : dstMem.Span.Slice(pos, len), dst is null);
+                if (action != runAction)
+                {
+                    await ApplyAsync(target, chunk.Offset + runStart, srcMem[runStart..pos], runAction, ct).ConfigureAwait(false);
+                    runStart = pos;
+                    runAction = action;
+                }
+                pos += len;
+            }
+            await ApplyAsync(target, chunk.Offset + runStart, srcMem[runStart..pos], runAction, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(src);
+            if (dst != null) ArrayPool<byte>.Shared.Return(dst);
+        }
+    }
+
+    /// <summary>Whether the allocation map says [offset, offset+length) of the image reads as zeroes without data.</summary>
+    private static async ValueTask<bool> ReadsAsZeroesAsync(DiskImage image, long offset, long length, CancellationToken ct)
+    {
+        long end = offset + length;
+        while (offset < end)
+        {
+            var extent = await AllocationMap.GetExtentAsync(image, offset, end - offset, ct).ConfigureAwait(false);
+            if (!extent.Zero || extent.Data) return false;
+            offset += extent.Length;
+        }
+        return true;
+    }
+
+    private static BlockAction Decide(ReadOnlySpan<byte> src, ReadOnlySpan<byte> dst, bool targetIsZero)
+    {
+        if (targetIsZero)
+            return src.IndexOfAnyExcept((byte)0) < 0 ? BlockAction.Skip : BlockAction.Data;
+        if (src.SequenceEqual(dst)) return BlockAction.Skip;
+        // Zeroes over different content: a zero cluster (or hole) rather than data.
+        return src.IndexOfAnyExcept((byte)0) < 0 ? BlockAction.Zero : BlockAction.Data;
+    }
+
+    private static ValueTask ApplyAsync(DiskImage target, long offset, ReadOnlyMemory<byte> data, BlockAction action, CancellationToken ct) =>
+        data.Length == 0 ? ValueTask.CompletedTask : action switch
+        {
+            BlockAction.Data => target.WriteAsync(offset, data, ct),
+            BlockAction.Zero => target.WriteZeroesAsync(offset, data.Length, ct),
+            _ => ValueTask.CompletedTask,
+        };
+}

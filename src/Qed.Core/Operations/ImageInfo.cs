@@ -1,0 +1,56 @@
+using Qed.Formats;
+
+namespace Qed.Operations;
+
+/// <summary>
+/// What <c>qemu-img info</c> reports about one layer, with qemu-img's meanings: <see cref="DirtyFlag"/> is the true
+/// NEED_CHECK state (qemu-img 7.2 always says false for QED).
+/// </summary>
+/// <param name="Filename">The image path as the caller gave it (or as the backing chain resolved it).</param>
+/// <param name="Format">The format name: qed, raw, qcow2.</param>
+/// <param name="VirtualSize">The guest size in bytes.</param>
+/// <param name="ClusterSize">The cluster size, or null for formats without clusters (raw).</param>
+/// <param name="ActualSize">Bytes the file occupies on the host, or null if unknown.</param>
+/// <param name="DirtyFlag">Whether the image is marked as needing a consistency check.</param>
+/// <param name="BackingFilename">The backing file name as stored in the image, or null.</param>
+/// <param name="FullBackingFilename">The backing name joined with the image's folder as given, or null.</param>
+/// <param name="BackingFilenameFormat">The backing format the image records (QED: "raw" under NO_PROBE), or null.</param>
+public sealed record ImageInfo(string Filename, string Format, long VirtualSize, int? ClusterSize, long? ActualSize,
+    bool DirtyFlag, string? BackingFilename, string? FullBackingFilename, string? BackingFilenameFormat)
+{
+    /// <summary>Describes one layer. <paramref name="filename"/> is the path as the caller gave it.</summary>
+    public static ImageInfo Describe(DiskImage image, string filename)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        string? backing = null, backingFormat = null;
+        bool dirty = false;
+        // Format-specific fields. A new format (qcow2) adds its case here; everything else is generic.
+        switch (image)
+        {
+            case QedImage qed:
+                backing = qed.BackingFilename;
+                backingFormat = qed.BackingFormat;
+                dirty = qed.IsDirty;
+                break;
+        }
+        return new ImageInfo(
+            filename,
+            image.Format,
+            image.Size,
+            image is RawImage ? null : image.ClusterSize,
+            image.AllocatedBytes,
+            dirty,
+            backing,
+            backing is null ? null : QedImage.ResolveBackingPath(filename, backing),
+            backingFormat);
+    }
+
+    /// <summary>Describes <paramref name="image"/> and every layer under it, top first.</summary>
+    public static IReadOnlyList<ImageInfo> DescribeChain(DiskImage image, string filename)
+    {
+        var list = new List<ImageInfo> { Describe(image, filename) };
+        for (var layer = image.Backing; layer != null; layer = layer.Backing)
+            list.Add(Describe(layer, layer.Name));
+        return list;
+    }
+}
