@@ -91,25 +91,84 @@ public sealed partial class QedImage
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Whole data clusters are deallocated: the entry becomes 0 (or a zero cluster over a backing file, so the old
+    /// backing data does not show through) and the cluster's host space is punched out. QED allocates append-only and
+    /// this session never reuses a freed cluster, so no request in flight can ever see it hold someone else's data;
+    /// the freed cluster counts as a leak until defragment or <c>check -r leaks</c> reclaims it. Partial clusters
+    /// are left alone: discard is advisory.
+    /// </remarks>
     public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         CheckWritable();
         CheckRange(offset, length);
         ThrowIfFailed();
         long mask = _clusterSize - 1;
-        while (length > 0)
+        long end = offset + length;
+        offset = (offset + mask) & ~mask;
+        end &= ~mask;
+        while (offset < end)
         {
-            var extent = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
-            if (extent.Kind == ExtentKind.Data)
-            {
-                // Whole data clusters give their host space back; the mapping stays, so the range reads as zeroes
-                // and no cluster is leaked. Partial clusters are left as they are (discard is advisory).
-                long start = (offset + mask) & ~mask, end = (offset + extent.Length) & ~mask;
-                if (end > start)
-                    await _file.ZeroRangeAsync(extent.FileOffset + (start - offset), end - start, cancellationToken).ConfigureAwait(false);
-            }
+            var extent = await LookupAsync(offset, end - offset, cancellationToken).ConfigureAwait(false);
+            if (extent.Kind == ExtentKind.Data &&
+                !await DeallocateAsync(offset, extent.Length, (ulong)extent.FileOffset, cancellationToken).ConfigureAwait(false))
+                continue; // changed under us: look again
             offset += extent.Length;
-            length -= extent.Length;
+        }
+    }
+
+    /// <summary>
+    /// Deallocates a run of whole, contiguous data clusters whose first entry is <paramref name="firstEntry"/>.
+    /// Returns false when another request changed them first.
+    /// </summary>
+    private async ValueTask<bool> DeallocateAsync(long offset, long length, ulong firstEntry, CancellationToken ct)
+    {
+        long firstCluster = offset >> _clusterBits;
+        int count = (int)(length >> _clusterBits);
+        int l1Index = L1IndexOf(offset);
+        int l2First = L2IndexOf(offset);
+        TaskCompletionSource? mine = null;
+        Task? wait = null;
+        L2Table? table = null;
+        lock (_metaLock)
+        {
+            for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
+                if (_inflight.TryGetValue(c, out var other)) wait = other.Task;
+            if (wait is null && _tables.TryGetValue(l1Index, out var tableTask) && tableTask.IsCompletedSuccessfully)
+            {
+                table = tableTask.Result;
+                bool unchanged = true;
+                for (int i = 0; i < count && unchanged; i++)
+                    unchanged = Volatile.Read(ref table.Entries[l2First + i]) == firstEntry + (ulong)i * (ulong)_clusterSize;
+                if (unchanged)
+                {
+                    mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = mine;
+                    table.Pins++;
+                }
+            }
+        }
+        if (mine is null)
+        {
+            if (wait != null)
+                try { await wait.WaitAsync(ct).ConfigureAwait(false); } catch (OperationCanceledException) { throw; } catch { }
+            return false;
+        }
+        try
+        {
+            ulong freed = _backing is null ? 0 : ZeroClusterEntry;
+            await CommitEntriesAsync(table!, l2First, count, freed, 0, eager: false).ConfigureAwait(false);
+            await _file.ZeroRangeAsync((long)firstEntry, length, CancellationToken.None).ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            lock (_metaLock)
+            {
+                for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+                table!.Pins--;
+            }
+            mine.SetResult();
         }
     }
 

@@ -94,33 +94,29 @@ public sealed class FileStorage : IBlockStorage
     private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
-        if (first.IsCompletedSuccessfully && first.Result == buffer.Length) return ValueTask.CompletedTask;
-        return FinishReadAsync(first, offset, buffer, cancellationToken);
+        if (!first.IsCompletedSuccessfully) return FinishReadAsync(first, offset, buffer, cancellationToken);
+        int done = first.Result; // a ValueTask is consumed once: its result is read here and nowhere else
+        return done == buffer.Length ? ValueTask.CompletedTask : ReadRestAsync(offset, buffer, done, cancellationToken);
     }
 
-    /// <summary>Waits for the first read, then continues short reads; past the end of file reads as zeroes.</summary>
+    /// <summary>Waits for the first read, then continues a short one.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FinishReadAsync(ValueTask<int> first, long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         int done = await first.ConfigureAwait(false);
-        if (done == 0)
+        if (done < buffer.Length) await ReadRestAsync(offset, buffer, done, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Continues a read that returned <paramref name="done"/> bytes; past the end of file reads as zeroes.</summary>
+    private async ValueTask ReadRestAsync(long offset, Memory<byte> buffer, int done, CancellationToken cancellationToken)
+    {
+        while (done > 0 && done < buffer.Length)
         {
-            buffer.Span.Clear();
-            return;
+            int n = await RandomAccess.ReadAsync(_handle, buffer[done..], offset + done, cancellationToken).ConfigureAwait(false);
+            if (n == 0) break;
+            done += n;
         }
-        buffer = buffer[done..];
-        offset += done;
-        while (buffer.Length > 0)
-        {
-            int n = await RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken).ConfigureAwait(false);
-            if (n == 0)
-            {
-                buffer.Span.Clear(); // past the end of file: zeroes
-                return;
-            }
-            buffer = buffer[n..];
-            offset += n;
-        }
+        buffer.Span[done..].Clear();
     }
 
     /// <inheritdoc />
