@@ -15,5 +15,6 @@ internal static class CommandRegistry
         yield return CompareCommand.Build();
         yield return IoCommand.Build();
         yield return BenchCommand.Build();
+        yield return StreamCommand.Build();
     }
 }

@@ -54,8 +54,9 @@ public sealed partial class QedImage
     /// <summary>Reads what lies beneath this image: the backing image, and zeroes past its end or without one.</summary>
     private async ValueTask ReadBackingAsync(long offset, Memory<byte> buffer, CancellationToken ct)
     {
-        long below = _backing is null ? 0 : Math.Max(0, Math.Min(buffer.Length, _backing.Size - offset));
-        if (below > 0) await _backing!.ReadAsync(offset, buffer[..(int)below], ct).ConfigureAwait(false);
+        var backing = _backing; // read once: a stream may detach it meanwhile
+        long below = backing is null ? 0 : Math.Max(0, Math.Min(buffer.Length, backing.Size - offset));
+        if (below > 0) await backing!.ReadAsync(offset, buffer[..(int)below], ct).ConfigureAwait(false);
         buffer.Span[(int)below..].Clear();
     }
 

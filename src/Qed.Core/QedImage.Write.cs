@@ -196,7 +196,9 @@ public sealed partial class QedImage
         int l2First = L2IndexOf(offset);
         ulong expected = kind == ExtentKind.Zero ? ZeroClusterEntry : 0;
 
-        await BeginAllocationAsync(needsCheckBit: !zeroClusters && _backing is null, ct).ConfigureAwait(false);
+        // Decided once: a stream may detach the backing file meanwhile, and an allocation must not mix the policies.
+        bool backed = _backing != null;
+        await BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
         TaskCompletionSource? mine = null;
         Task? wait = null;
         L2Table? table = null;
@@ -244,7 +246,7 @@ public sealed partial class QedImage
             if (!zeroClusters)
             {
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
-                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: _backing != null).ConfigureAwait(false);
+                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: backed).ConfigureAwait(false);
             }
             else
             {
@@ -285,7 +287,8 @@ public sealed partial class QedImage
 
     private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
     {
-        bool fromBacking = kind == ExtentKind.Unallocated && _backing != null && guestOffset < _backing.Size;
+        var backing = _backing;
+        bool fromBacking = kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size;
         if (!fromBacking)
         {
             // Past the file's length at open nothing was ever written, so the clusters already read as zeroes.

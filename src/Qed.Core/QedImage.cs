@@ -14,7 +14,8 @@ namespace Qed;
 public sealed partial class QedImage : DiskImage
 {
     private readonly IBlockStorage _file;
-    private readonly DiskImage? _backing;
+    private volatile DiskImage? _backing;          // null once streamed away (see QedImage.Stream.cs)
+    private readonly List<DiskImage> _retiredBackings = new(); // detached, disposed at close: reads may still use them
     private readonly bool _readOnly;
     private QedHeader _header;
 
@@ -79,7 +80,7 @@ public sealed partial class QedImage : DiskImage
     public QedHeader Header => _header;
 
     /// <summary>The backing file name as stored in the header, or null.</summary>
-    public string? BackingFilename { get; }
+    public string? BackingFilename { get; private set; }
 
     /// <summary>"raw" when the header forbids probing the backing file (BACKING_FORMAT_NO_PROBE), else null.</summary>
     public string? BackingFormat => (_header.Features & QedFeatures.BackingFormatNoProbe) != 0 && BackingFilename != null ? "raw" : null;
@@ -177,6 +178,7 @@ public sealed partial class QedImage : DiskImage
         {
             await _file.DisposeAsync().ConfigureAwait(false);
             if (_backing != null) await _backing.DisposeAsync().ConfigureAwait(false);
+            foreach (var retired in _retiredBackings) await retired.DisposeAsync().ConfigureAwait(false);
         }
     }
 }

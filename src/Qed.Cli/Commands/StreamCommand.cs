@@ -1,0 +1,30 @@
+using System.CommandLine;
+using Qed.Operations;
+
+namespace Qed.Cli.Commands;
+
+/// <summary>
+/// <c>qed stream [-f fmt] [-p] FILE</c>: copies the backing chain's data into a QED image and drops its backing file
+/// (what QEMU does with a block-stream job, which qemu-img has no command for).
+/// </summary>
+internal static class StreamCommand
+{
+    public static Command Build()
+    {
+        var format = new Option<string?>("-f") { Description = "Image format (qed)" };
+        var progress = new Option<bool>("-p") { Description = "Show progress" };
+        var file = new Argument<string>("FILE");
+        var command = new Command("stream", "Copy the backing chain's data into the image, then drop the backing file") { format, progress, file };
+        CliRunner.SetAction(command, async (parse, ct) =>
+        {
+            await using var image = await ImageArgs.OpenAsync(parse.GetValue(file)!, parse.GetValue(format), readOnly: false, ct: ct);
+            if (image is not QedImage qed)
+                throw new NotSupportedException($"stream works on QED images; '{image.Name}' is {image.Format}");
+            long size = qed.Size;
+            await ProgressDisplay.RunAsync(parse.GetValue(progress), "Streaming", async p =>
+                await StreamOperation.RunAsync(qed, p is null ? null : new Progress<long>(done => p.Report((done, size))), ct));
+            return 0;
+        });
+        return command;
+    }
+}
