@@ -10,6 +10,12 @@ namespace Qed;
 // Allocations of different clusters run concurrently; two requests for the same cluster agree through _inflight.
 public sealed partial class QedImage
 {
+    /// <summary>
+    /// Test hook: skip the flush between a new cluster's data and the L2 entry that points at it, so the crash test
+    /// can show that it catches metadata reaching the disk before data. Never set outside tests.
+    /// </summary>
+    internal bool TestSkipDataFlush { get; set; }
+
     /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under _metaLock.</summary>
     private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
 
@@ -172,7 +178,7 @@ public sealed partial class QedImage
             if (!zeroClusters)
             {
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
-                if (_backing != null) await _file.FlushAsync().ConfigureAwait(false); // data durable before the entry
+                if (_backing != null && !TestSkipDataFlush) await _file.FlushAsync().ConfigureAwait(false); // data durable before the entry
                 await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize).ConfigureAwait(false);
             }
             else
@@ -212,18 +218,26 @@ public sealed partial class QedImage
         long head = offset & mask;
         long end = offset + data.Length;
         long tail = ((end + mask) & ~mask) - end;
-        if (head > 0) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
+        if (head > 0) await FillAsync(fileOffset, offset - head, head, kind, isTail: false).ConfigureAwait(false);
         await _file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
-        if (tail > 0) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
+        if (tail > 0) await FillAsync(fileOffset + head + data.Length, end, tail, kind, isTail: true).ConfigureAwait(false);
     }
 
-    private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
+    private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind, bool isTail)
     {
         bool fromBacking = kind == ExtentKind.Unallocated && _backing != null && guestOffset < _backing.Size;
         if (!fromBacking)
         {
-            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes.
-            if (fileOffset < _staleEnd) await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false);
+            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes. The
+            // last cluster's final bytes are still written: the file must reach the cluster's end, or a reopen would
+            // take the cluster for a trailing partial one and its entry for one pointing past the end of the file.
+            if (fileOffset < _staleEnd)
+                await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false);
+            else if (isTail)
+            {
+                long n = Math.Min(length, 512);
+                await _file.WriteAsync(fileOffset + length - n, Zeroes.Block[..(int)n]).ConfigureAwait(false);
+            }
             return;
         }
         var buffer = ArrayPool<byte>.Shared.Rent((int)length);
