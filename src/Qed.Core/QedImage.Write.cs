@@ -154,6 +154,7 @@ public sealed partial class QedImage
                     {
                         // A new table goes first, so the data clusters that follow it are contiguous.
                         table = new L2Table(l1Index, (ulong)Reserve(_tableBytes), new ulong[_entriesPerTable], linked: false);
+                        IndexNewTable(l1Index, (long)table.FileOffset);
                         _tables[l1Index] = Task.FromResult(table);
                     }
                     bool unchanged = true;
