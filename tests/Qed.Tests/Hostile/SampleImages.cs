@@ -10,10 +10,14 @@ internal static class SampleImages
     /// 4 KiB clusters, 2-cluster tables (one L2 table maps 4 MiB), 8 MiB: guest 0 (0xa1), guest 64 KiB (0xb2) and
     /// guest 4 MiB (0xc3), one cluster each, so there are two L2 tables and three data clusters.
     /// </summary>
-    public static async Task<byte[]> TwoTablesAsync()
+    public static async Task<byte[]> TwoTablesAsync(bool backingName = false)
     {
         var file = new MemoryStorage();
-        await QedImage.CreateAsync(file, new QedCreateOptions { Size = 8L << 20, ClusterSize = 4096, TableSize = 2 });
+        await QedImage.CreateAsync(file, new QedCreateOptions
+        {
+            Size = 8L << 20, ClusterSize = 4096, TableSize = 2,
+            BackingFile = backingName ? "base.raw" : null, BackingFormat = backingName ? "raw" : null, Unsafe = backingName,
+        });
         await using (var image = await QedImage.OpenAsync(file))
         {
             await image.WriteAsync(0, Filled(4096, 0xa1));
@@ -23,14 +27,11 @@ internal static class SampleImages
         return file.ToArray();
     }
 
-    /// <summary>Default geometry (64 KiB clusters, 4-cluster tables), 1 GiB, a backing name, three writes.</summary>
-    public static async Task<byte[]> DefaultGeometryAsync(bool backing)
+    /// <summary>Default geometry (64 KiB clusters, 4-cluster tables), 1 GiB, three writes and a zeroed range.</summary>
+    public static async Task<byte[]> DefaultGeometryAsync()
     {
         var file = new MemoryStorage();
-        await QedImage.CreateAsync(file, new QedCreateOptions
-        {
-            Size = 1L << 30, BackingFile = backing ? "base.raw" : null, BackingFormat = backing ? "raw" : null,
-        });
+        await QedImage.CreateAsync(file, new QedCreateOptions { Size = 1L << 30 });
         await using (var image = await QedImage.OpenAsync(file))
         {
             await image.WriteAsync(0, Filled(65536, 0xab));
