@@ -181,7 +181,7 @@ public sealed partial class QedImage
         string? problem =
             entry % (ulong)_clusterSize != 0 ? "not cluster aligned" :
             entry < (ulong)_headerBytes ? "inside the header" :
-            entry + (ulong)_clusterSize > (ulong)Volatile.Read(ref _fileEnd) ? "past the end of the file" :
+            entry >= (ulong)Volatile.Read(ref _fileEnd) ? "past the end of the file" : // aligned, so the whole cluster fits below: no overflowing sum
             OverlapsL1(entry, _clusterSize) ? "inside the L1 table" :
             _tableClusters.ContainsKey((long)(entry >> _clusterBits)) ? "inside an L2 table" :
             null;

@@ -79,6 +79,7 @@ public class HostileCorpusTests
     {
         { "L2 entry past EOF", "L2[0][1]", 4096, true },
         { "L2 entry unaligned", "L2[0][1]", 4096, true },
+        { "L2 entry huge", "L2[0][1]", 4096, true },
         { "L2 entry into the L1 table", "L2[0][1]", 4096, true },
         { "L2 entry into another L2 table", "L2[0][1]", 4096, true },
         { "L2 entry into its own table", "L2[0][1]", 4096, true },
@@ -101,6 +102,7 @@ public class HostileCorpusTests
         {
             case "L2 entry past EOF": Poke(b, L2Entry(b, 0, 1), 0x1000000); break;
             case "L2 entry unaligned": Poke(b, L2Entry(b, 0, 1), data0 + 0x200); break;
+            case "L2 entry huge": Poke(b, L2Entry(b, 0, 1), 0xffff_ffff_ffff_f000); break; // offset + cluster wraps to 0
             case "L2 entry into the L1 table": Poke(b, L2Entry(b, 0, 1), (ulong)l1 + 4096); break;
             case "L2 entry into another L2 table": Poke(b, L2Entry(b, 0, 1), table1); break;
             case "L2 entry into its own table": Poke(b, L2Entry(b, 0, 1), table0 + 4096); break;
