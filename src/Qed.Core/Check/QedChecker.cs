@@ -173,6 +173,9 @@ public static class QedChecker
                 if (used.Get(firstTableCluster + c)) overlaps++;
             if (overlaps > 0)
             {
+                // As QEMU: the table's clusters count as used (an L1 entry names them), but the table is not followed.
+                for (long c = 0; c < header.TableSize; c++) used.Set(firstTableCluster + c);
+                highest = Math.Max(highest, firstTableCluster + header.TableSize - 1);
                 result.Corruptions += overlaps;
                 result.Messages.Add($"ERROR L1 entry {i}: the L2 table at 0x{tableOffset:x} overlaps {overlaps} cluster(s) already in use");
                 continue;
