@@ -208,6 +208,28 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
     }
 
     [Fact]
+    public void RepairLeaksReclaimsTheTrailingLeakAndSaysSo()
+    {
+        string json = Make("junk cluster appended"), text = Make("junk cluster appended");
+        long clean = new FileInfo(Path.Combine(images.Dir, "c.qed")).Length;
+        var before = Run("qemu-img", images.Dir, "check", "--output=json", json);
+        Assert.Equal(2, Field(before.Stdout, "leaks"));
+
+        var o = RunQed(images.Dir, "check", "-r", "leaks", "--output=json", json);
+        Assert.Equal(0, o.ExitCode);
+        Assert.Equal(2, Field(o.Stdout, "leaks-fixed"));
+        Assert.Equal(0, Field(o.Stdout, "leaks"));
+        Assert.Contains("reclaimed 2 leaked cluster(s)", o.Stderr);
+        Assert.Equal(clean, new FileInfo(Path.Combine(images.Dir, json)).Length);
+        var after = Run("qemu-img", images.Dir, "check", "--output=json", json);
+        Assert.Equal(0, after.ExitCode);
+        Assert.Equal(0, Field(after.Stdout, "leaks"));
+
+        var h = RunQed(images.Dir, "check", "-r", "leaks", text);
+        Assert.StartsWith("The following inconsistencies were found and repaired:\n\n    2 leaked clusters\n    0 corruptions\n\nDouble checking the fixed image now...\nNo errors were found on the image.\n", h.Stdout);
+    }
+
+    [Fact]
     public void RawImagesHaveNoCheckAsInQemuImg()
     {
         var q = Run("qemu-img", images.Dir, "check", "base.raw");
