@@ -168,6 +168,51 @@ public class HostileCorpusTests
         Assert.Equal(Filled(4096, 0xa1), data);
     }
 
+    /// <summary>
+    /// An image with a two-cluster header area (not something create makes, but valid): L1 at 0x2000, one L2 table
+    /// at 0x4000, guest 0 at 0x6000. Entries pointing into the header's second cluster are corrupt.
+    /// </summary>
+    private static async Task<MemoryStorage> TwoClusterHeaderAsync()
+    {
+        var bytes = new byte[0x7000];
+        new Qed.Format.QedHeader
+        {
+            Magic = Qed.Format.QedHeader.MagicValue, ClusterSize = 4096, TableSize = 2, HeaderSize = 2,
+            L1TableOffset = 0x2000, ImageSize = 8UL << 20,
+        }.WriteTo(bytes);
+        Poke(bytes, 0x2000, 0x4000);
+        Poke(bytes, 0x4000, 0x6000);
+        Array.Fill(bytes, (byte)0xa1, 0x6000, 4096);
+        var file = new MemoryStorage(bytes);
+        await using (var image = await QedImage.OpenAsync(file))
+        {
+            var data = new byte[4096];
+            await image.ReadAsync(0, data);
+            Assert.Equal(Filled(4096, 0xa1), data); // the hand-made image is valid
+        }
+        Assert.Equal(0, (await QedChecker.CheckAsync(file, CheckRepair.None)).Corruptions);
+        return file;
+    }
+
+    [Theory]
+    [InlineData(0x4008L, "L2[0][1]", 4096L)]     // L2 entry 1 -> header cluster 1
+    [InlineData(0x2008L, "L1[1]", 4L << 20)]     // L1 entry 1 -> header cluster 1
+    public async Task EntriesIntoTheHeaderAreCorruptAndRepaired(long entryAt, string field, long guestOffset)
+    {
+        var file = await TwoClusterHeaderAsync();
+        await file.WriteAsync(entryAt, BitConverter.GetBytes(0x1000UL));
+        Assert.Equal(1, (await QedChecker.CheckAsync(file, CheckRepair.None)).Corruptions);
+        await using (var image = await QedImage.OpenAsync(file))
+        {
+            var error = await Assert.ThrowsAsync<ImageFormatException>(async () => await image.ReadAsync(guestOffset, new byte[512]));
+            Assert.Equal(field, error.Field);
+            await Assert.ThrowsAsync<InvalidOperationException>(async () => await image.WriteAsync(0, new byte[512]));
+        }
+        var repair = await QedChecker.CheckAsync(file, CheckRepair.All);
+        Assert.Equal(1, repair.CorruptionsFixed);
+        Assert.Equal(0, repair.Corruptions);
+    }
+
     [Fact]
     public async Task ADuplicatedDataClusterGetsItsOwnCopyAndNothingIsLost()
     {
