@@ -16,5 +16,6 @@ internal static class CommandRegistry
         yield return IoCommand.Build();
         yield return BenchCommand.Build();
         yield return StreamCommand.Build();
+        yield return CheckCommand.Build();
     }
 }

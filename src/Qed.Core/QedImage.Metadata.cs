@@ -53,7 +53,7 @@ public sealed partial class QedImage
             return;
         }
 
-        await _dataSync.SyncAsync().ConfigureAwait(false); // data durable before any entry points at it
+        if (!TestSkipDataFlush) await _dataSync.SyncAsync().ConfigureAwait(false); // data durable before any entry points at it
         await table.DiskLock.WaitAsync().ConfigureAwait(false);
         try
         {

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using Qed.Format;
 
 namespace Qed;
@@ -45,6 +46,36 @@ public sealed partial class QedImage
 
     private const ulong ZeroClusterEntry = 1;
 
+    // Every cluster of every L2 table (cluster index -> L1 index), so a data entry pointing into a table is refused
+    // before anything writes through it; and the tables that overlap an earlier one (or L1), which are never followed.
+    private readonly ConcurrentDictionary<long, int> _tableClusters = new();
+    private readonly HashSet<int> _overlappingTables = new();
+
+    /// <summary>
+    /// Indexes the L2 tables named by L1 at open. A table overlapping the L1 table or a table of a lower L1 index is
+    /// recorded as overlapping, as the check counts it: the first claim keeps the clusters.
+    /// </summary>
+    private void IndexTables()
+    {
+        long fileClusters = _fileEnd / _clusterSize;
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            ulong offset = _l1[i];
+            if (offset == 0 || !_header.IsValidTableOffset(offset, fileClusters)) continue;
+            long first = (long)(offset >> _clusterBits);
+            bool overlaps = OverlapsL1(offset, _tableBytes);
+            for (long c = first; c < first + _header.TableSize && !overlaps; c++) overlaps = _tableClusters.ContainsKey(c);
+            if (overlaps) { _overlappingTables.Add(i); continue; }
+            for (long c = first; c < first + _header.TableSize; c++) _tableClusters[c] = i;
+        }
+    }
+
+    /// <summary>Records a new table's clusters. Caller holds _metaLock.</summary>
+    private void IndexNewTable(int l1Index, long offset)
+    {
+        for (long c = offset >> _clusterBits; c < (offset + _tableBytes) >> _clusterBits; c++) _tableClusters[c] = l1Index;
+    }
+
     private int L1IndexOf(long offset) => (int)(offset >> (_clusterBits + _entryBits));
     private int L2IndexOf(long offset) => (int)((offset >> _clusterBits) & (_entriesPerTable - 1));
 
@@ -87,6 +118,9 @@ public sealed partial class QedImage
         await Task.Yield(); // never run the read under the caller's lock
         if (!_header.IsValidTableOffset(offset, Volatile.Read(ref _fileEnd) / _clusterSize) || OverlapsL1(offset, _tableBytes))
             throw Corrupt($"QED L1 entry {l1Index} (file offset 0x{L1EntryFileOffset(l1Index):x}) is an invalid table offset 0x{offset:x}",
+                $"L1[{l1Index}]", L1EntryFileOffset(l1Index));
+        if (_overlappingTables.Contains(l1Index))
+            throw Corrupt($"QED L1 entry {l1Index} (file offset 0x{L1EntryFileOffset(l1Index):x}) names the table 0x{offset:x}, which overlaps another L2 table",
                 $"L1[{l1Index}]", L1EntryFileOffset(l1Index));
         var entries = await ReadTableAsync(_file, (long)offset, _tableBytes, CancellationToken.None).ConfigureAwait(false);
         var table = new L2Table(l1Index, offset, entries, linked: true) { LastUse = Interlocked.Increment(ref _cacheEpoch) };
@@ -208,8 +242,9 @@ public sealed partial class QedImage
         string? problem =
             entry % (ulong)_clusterSize != 0 ? "not cluster aligned" :
             entry < (ulong)_headerBytes ? "inside the header" :
-            entry + (ulong)_clusterSize > (ulong)Volatile.Read(ref _fileEnd) ? "past the end of the file" :
+            entry >= (ulong)Volatile.Read(ref _fileEnd) ? "past the end of the file" : // aligned, so the whole cluster fits below: no overflowing sum
             OverlapsL1(entry, _clusterSize) ? "inside the L1 table" :
+            _tableClusters.ContainsKey((long)(entry >> _clusterBits)) ? "inside an L2 table" :
             null;
         if (problem == null) return ExtentKind.Data;
         long at = (long)table.FileOffset + 8L * index;

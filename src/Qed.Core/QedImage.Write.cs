@@ -11,6 +11,12 @@ namespace Qed;
 // Allocations of different clusters run concurrently; two requests for the same cluster agree through _inflight.
 public sealed partial class QedImage
 {
+    /// <summary>
+    /// Test hook: skip the flush between a new cluster's data and the L2 entry that points at it, so the crash test
+    /// can show that it catches metadata reaching the disk before data. Never set outside tests.
+    /// </summary>
+    internal bool TestSkipDataFlush { get; set; }
+
     /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under _metaLock.</summary>
     private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
 
@@ -220,6 +226,7 @@ public sealed partial class QedImage
                     {
                         // A new table goes first, so the data clusters that follow it are contiguous.
                         table = new L2Table(l1Index, (ulong)Reserve(_tableBytes), new ulong[_entriesPerTable], linked: false);
+                        IndexNewTable(l1Index, (long)table.FileOffset);
                         _tables[l1Index] = Task.FromResult(table);
                         Volatile.Write(ref _ready[l1Index], table);
                     }
@@ -291,7 +298,8 @@ public sealed partial class QedImage
         bool fromBacking = kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size;
         if (!fromBacking)
         {
-            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes.
+            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes; and
+            // Reserve extended the file over every reserved cluster, so none ends up as a trailing partial one.
             if (fileOffset < _staleEnd) await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false);
             return;
         }

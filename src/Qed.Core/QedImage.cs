@@ -54,6 +54,7 @@ public sealed partial class QedImage : DiskImage
         // stays set until a check clears it.
         _needCheckOnDisk = header.NeedsCheck;
         _keepNeedCheck = header.NeedsCheck;
+        IndexTables();
     }
 
     private readonly bool _keepNeedCheck;

@@ -8,6 +8,20 @@ namespace Qed.Check;
 /// The QED consistency check: walks the L1 table and every L2 table, counts and (when asked) repairs entries that
 /// cannot be followed, and counts leaked clusters. It works on the storage directly, before anything trusts the tables.
 /// </summary>
+/// <remarks>
+/// Counting follows qemu-img check for QED (same counters, same order of discovery) without QEMU 7.2's cluster-count
+/// bug. Repairs go further than QEMU:
+/// <list type="bullet">
+/// <item><see cref="CheckRepair.Leaks"/> only reclaims leaked clusters, by truncating the trailing run of clusters
+/// nothing references (QEMU never reclaims; its <c>-r leaks</c> also zeroes invalid entries, which is its bug 6).</item>
+/// <item><see cref="CheckRepair.All"/> also zeroes entries that cannot be followed (past the end of the file,
+/// unaligned, inside the header), and gives each extra reference to a shared cluster (a cluster referenced twice, or a
+/// data entry pointing into an L1 or L2 table) its own copy of the bytes it reads now, so nothing readable is lost.</item>
+/// <item>An L2 table overlapping the L1 table or another L2 table is left as a corruption: both readers interpret the
+/// same bytes, and no choice of which one wins keeps what both read.</item>
+/// </list>
+/// Memory is bounded by the tables in the file, never by the virtual size.
+/// </remarks>
 public static class QedChecker
 {
     /// <summary>Checks the QED image in <paramref name="file"/>, repairing as <paramref name="repair"/> allows.</summary>
@@ -18,8 +32,40 @@ public static class QedChecker
         await file.ReadAsync(0, headerBytes, cancellationToken).ConfigureAwait(false);
         var header = QedHeader.Parse(headerBytes);
         header.Validate(file.Length);
+        if (repair != CheckRepair.None && !file.CanWrite)
+            throw new InvalidOperationException($"'{file.Name}' is open read-only: it cannot be repaired");
         var (result, _) = await RunAsync(file, header, repair, cancellationToken).ConfigureAwait(false);
         return result;
+    }
+
+    /// <summary>
+    /// Checks the image file at <paramref name="path"/> as <c>qemu-img check</c> does: the format is probed unless
+    /// given, the automatic check at open is skipped, and the file is opened for writing only when repairing.
+    /// Returns null when the format has no consistency check (raw).
+    /// </summary>
+    /// <exception cref="ImageFormatException">The file is not a valid image of the format.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static async Task<QedCheckResult?> CheckFileAsync(string path, string? format, CheckRepair repair, CancellationToken cancellationToken = default)
+    {
+        FileStorage file;
+        try
+        {
+            file = FileStorage.Open(path, writable: repair != CheckRepair.None);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Could not open '{path}': No such file or directory", path, e);
+        }
+        await using (file.ConfigureAwait(false))
+        {
+            format ??= await ImageOpener.ProbeAsync(file, cancellationToken).ConfigureAwait(false);
+            return format switch
+            {
+                "qed" => await CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),
+                "raw" => null,
+                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw)"),
+            };
+        }
     }
 
     /// <summary>The automatic check of a read-write open with NEED_CHECK set; returns the header as it now is.</summary>
@@ -33,16 +79,78 @@ public static class QedChecker
 
     private static async Task<(QedCheckResult, QedHeader)> RunAsync(IBlockStorage file, QedHeader header, CheckRepair repair, CancellationToken ct)
     {
-        bool fix = repair != CheckRepair.None;
+        if (repair == CheckRepair.None)
+            return ((await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false)).Result, header);
+
+        // Repair in steps, each leaving a consistent-or-better image if the next is interrupted: zero the entries that
+        // cannot be followed, copy shared clusters, reclaim the trailing leak, and finally count again (as qemu-img
+        // double-checks after a repair) so the result describes the image as it is now.
+        var messages = new List<string>();
+        long corruptionsFixed = 0, leaksFixed = 0;
+        var first = await WalkAsync(file, header, fixEntries: repair == CheckRepair.All, ct).ConfigureAwait(false);
+        corruptionsFixed += first.Result.CorruptionsFixed;
+        messages.AddRange(first.Result.Messages.Where(m => m.StartsWith("Repaired", StringComparison.Ordinal)));
+        if (repair == CheckRepair.All && first.Result.Corruptions > 0 && first.Result.CheckErrors == 0)
+            corruptionsFixed += await CopySharedClustersAsync(file, header, messages, ct).ConfigureAwait(false);
+
+        var second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
+        if (second.Result.CheckErrors == 0 && second.Result.Leaks > 0)
+        {
+            long cs = header.ClusterSize;
+            long keepClusters = Math.Max(second.HighestUsedCluster + 1, header.HeaderSize);
+            long fileClusters = file.Length / cs;
+            if (keepClusters < fileClusters)
+            {
+                await file.FlushAsync(ct).ConfigureAwait(false);
+                await file.SetLengthAsync(keepClusters * cs, ct).ConfigureAwait(false);
+                leaksFixed = fileClusters - keepClusters;
+                messages.Add($"Repaired: reclaimed {leaksFixed} leaked cluster(s) at the end of the file (truncated from {fileClusters * cs} to {keepClusters * cs} bytes)");
+                second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
+            }
+        }
+        if (second.Result.Leaks > 0)
+            messages.Add($"Not repaired: {second.Result.Leaks} leaked cluster(s) before the last used cluster (QED has no free-space map to reuse them; 'qed convert' compacts the image)");
+        if (second.Result.Corruptions > 0)
+            messages.Add(repair == CheckRepair.All
+                ? $"Not repaired: {second.Result.Corruptions} corruption(s) from L2 tables overlapping the L1 table or each other (both readers would need the same bytes)"
+                : $"Not repaired: {second.Result.Corruptions} corruption(s); use -r all");
+
+        var result = second.Result;
+        result.CorruptionsFixed = corruptionsFixed;
+        result.LeaksFixed = leaksFixed;
+        result.Messages.InsertRange(0, messages);
+
+        if (result.Corruptions == 0 && result.CheckErrors == 0 && header.NeedsCheck)
+        {
+            await file.FlushAsync(ct).ConfigureAwait(false);
+            header = header with { Features = header.Features & ~QedFeatures.NeedCheck };
+            var bytes = new byte[QedHeader.Size];
+            header.WriteTo(bytes);
+            await file.WriteAsync(0, bytes, ct).ConfigureAwait(false);
+        }
+        await file.FlushAsync(ct).ConfigureAwait(false);
+        return (result, header);
+    }
+
+    private readonly record struct Walk(QedCheckResult Result, long HighestUsedCluster);
+
+    /// <summary>
+    /// One pass in QEMU's order: L1 clusters, then each L2 table and its data entries. With
+    /// <paramref name="fixEntries"/>, entries that cannot be followed are zeroed (and counted as fixed).
+    /// </summary>
+    private static async Task<Walk> WalkAsync(IBlockStorage file, QedHeader header, bool fixEntries, CancellationToken ct)
+    {
         long cs = header.ClusterSize;
         int tableBytes = (int)(header.ClusterSize * header.TableSize);
         int entries = tableBytes / 8;
         long fileClusters = file.Length / cs;
         var result = new QedCheckResult { TotalClusters = (long)((header.ImageSize + (ulong)cs - 1) / (ulong)cs) };
         var used = new SparseBitmap();
+        long highest = -1;
 
         long l1Offset = (long)header.L1TableOffset;
         for (long c = 0; c < header.TableSize; c++) used.Set(l1Offset / cs + c);
+        highest = l1Offset / cs + header.TableSize - 1;
         var l1 = await QedImage.ReadTableAsync(file, l1Offset, tableBytes, ct).ConfigureAwait(false);
         bool l1Dirty = false;
         var l2Raw = new byte[tableBytes];
@@ -54,8 +162,8 @@ public static class QedChecker
             if (tableOffset == 0) continue;
             if (!header.IsValidTableOffset(tableOffset, fileClusters))
             {
-                string what = $"L1 entry {i} holds an invalid table offset 0x{tableOffset:x}";
-                if (fix) { l1[i] = 0; l1Dirty = true; result.CorruptionsFixed++; result.Messages.Add($"Repaired: {what}"); }
+                string what = $"L1 entry {i} (file offset 0x{l1Offset + 8L * i:x}) holds an invalid table offset 0x{tableOffset:x}";
+                if (fixEntries) { l1[i] = 0; l1Dirty = true; result.CorruptionsFixed++; result.Messages.Add($"Repaired: {what} (entry zeroed)"); }
                 else { result.Corruptions++; result.Messages.Add($"ERROR {what}"); }
                 continue;
             }
@@ -65,11 +173,15 @@ public static class QedChecker
                 if (used.Get(firstTableCluster + c)) overlaps++;
             if (overlaps > 0)
             {
+                // As QEMU: the table's clusters count as used (an L1 entry names them), but the table is not followed.
+                for (long c = 0; c < header.TableSize; c++) used.Set(firstTableCluster + c);
+                highest = Math.Max(highest, firstTableCluster + header.TableSize - 1);
                 result.Corruptions += overlaps;
                 result.Messages.Add($"ERROR L1 entry {i}: the L2 table at 0x{tableOffset:x} overlaps {overlaps} cluster(s) already in use");
                 continue;
             }
             for (long c = 0; c < header.TableSize; c++) used.Set(firstTableCluster + c);
+            highest = Math.Max(highest, firstTableCluster + header.TableSize - 1);
 
             try
             {
@@ -94,12 +206,12 @@ public static class QedChecker
                 if (entry % (ulong)cs != 0 || cluster < header.HeaderSize || cluster >= (ulong)fileClusters)
                 {
                     string what = $"L2 table {i} (at 0x{tableOffset:x}) entry {j} holds an invalid data offset 0x{entry:x}";
-                    if (fix)
+                    if (fixEntries)
                     {
                         BinaryPrimitives.WriteUInt64LittleEndian(l2Raw.AsSpan(j * 8), 0);
                         l2Dirty = true;
                         result.CorruptionsFixed++;
-                        result.Messages.Add($"Repaired: {what}");
+                        result.Messages.Add($"Repaired: {what} (entry zeroed: reads through it could only fail)");
                     }
                     else
                     {
@@ -108,6 +220,7 @@ public static class QedChecker
                     }
                     continue;
                 }
+                highest = Math.Max(highest, (long)cluster);
                 if (!used.Set((long)cluster))
                 {
                     result.Corruptions++;
@@ -130,16 +243,72 @@ public static class QedChecker
             // Only validated offsets are marked, all in [header_size, file clusters): every set bit is a regular cluster.
             result.Leaks = Math.Max(0, regular - used.Count);
         }
+        return new Walk(result, highest);
+    }
 
-        if (fix && result.Corruptions == 0 && result.CheckErrors == 0 && header.NeedsCheck)
+    /// <summary>
+    /// Gives every extra reference to a cluster its own copy. Tables claim their clusters first (a table's bytes are
+    /// what its readers expect), then each data entry claims its cluster; an entry whose cluster is already claimed
+    /// gets a new cluster at the end of the file holding the bytes it reads now. Each copy is flushed before the entry
+    /// is repointed, so a crash here leaves at worst a leaked copy. Returns the number of entries repointed.
+    /// </summary>
+    private static async Task<long> CopySharedClustersAsync(IBlockStorage file, QedHeader header, List<string> messages, CancellationToken ct)
+    {
+        long cs = header.ClusterSize;
+        int tableBytes = (int)(header.ClusterSize * header.TableSize);
+        int entries = tableBytes / 8;
+        long fileClusters = file.Length / cs;
+        long next = fileClusters * cs; // a trailing partial cluster is ignored and overwritten, as QEMU allocates
+        var claimed = new SparseBitmap();
+        long l1Offset = (long)header.L1TableOffset;
+        for (long c = 0; c < header.TableSize; c++) claimed.Set(l1Offset / cs + c);
+        var l1 = await QedImage.ReadTableAsync(file, l1Offset, tableBytes, ct).ConfigureAwait(false);
+
+        // Tables first; a table overlapping L1 or an earlier table is skipped (left as a corruption).
+        var tables = new List<int>();
+        for (int i = 0; i < l1.Length; i++)
         {
-            await file.FlushAsync(ct).ConfigureAwait(false);
-            header = header with { Features = header.Features & ~QedFeatures.NeedCheck };
-            var bytes = new byte[QedHeader.Size];
-            header.WriteTo(bytes);
-            await file.WriteAsync(0, bytes, ct).ConfigureAwait(false);
+            ulong offset = l1[i];
+            if (offset == 0 || !header.IsValidTableOffset(offset, fileClusters)) continue;
+            long first = (long)(offset / (ulong)cs);
+            bool overlaps = false;
+            for (long c = 0; c < header.TableSize; c++) overlaps |= claimed.Get(first + c);
+            if (overlaps) continue;
+            for (long c = 0; c < header.TableSize; c++) claimed.Set(first + c);
+            tables.Add(i);
         }
-        if (fix) await file.FlushAsync(ct).ConfigureAwait(false);
-        return (result, header);
+
+        long repointed = 0;
+        var raw = new byte[tableBytes];
+        byte[]? cluster = null;
+        foreach (int i in tables)
+        {
+            long tableOffset = (long)l1[i];
+            await file.ReadAsync(tableOffset, raw, ct).ConfigureAwait(false);
+            bool dirty = false;
+            for (int j = 0; j < entries; j++)
+            {
+                ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(j * 8));
+                if (entry <= 1 || entry % (ulong)cs != 0 || entry / (ulong)cs < header.HeaderSize || entry / (ulong)cs >= (ulong)fileClusters)
+                    continue;
+                if (claimed.Set((long)(entry / (ulong)cs))) continue;
+                cluster ??= new byte[cs];
+                await file.ReadAsync((long)entry, cluster, ct).ConfigureAwait(false);
+                await file.WriteAsync(next, cluster, ct).ConfigureAwait(false);
+                claimed.Set(next / cs);
+                BinaryPrimitives.WriteUInt64LittleEndian(raw.AsSpan(j * 8), (ulong)next);
+                messages.Add($"Repaired: L2 table {i} (at 0x{tableOffset:x}) entry {j} shared cluster 0x{entry:x}; it now has its own copy at 0x{next:x}");
+                next += cs;
+                dirty = true;
+                repointed++;
+            }
+            if (dirty)
+            {
+                await file.FlushAsync(ct).ConfigureAwait(false); // the copies are durable before anything points at them
+                await file.WriteAsync(tableOffset, raw, ct).ConfigureAwait(false);
+                await file.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+        return repointed;
     }
 }
