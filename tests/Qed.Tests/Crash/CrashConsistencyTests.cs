@@ -6,7 +6,7 @@ namespace Qed.Tests.Crash;
 /// <summary>
 /// The crash-consistency test: random workloads crashed at every storage operation and with random subsets of
 /// unflushed writes (torn at 512 bytes), each state reopened, repaired, checked and read against the model.
-/// QED_CRASH_WORKLOADS sets how many workloads run (default 48, which is well over 10,000 crash states).
+/// QED_CRASH_WORKLOADS sets how many workloads run (default 60, about 13,000 crash states).
 /// </summary>
 public class CrashConsistencyTests(ITestOutputHelper output)
 {
