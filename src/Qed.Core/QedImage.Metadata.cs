@@ -9,7 +9,8 @@ namespace Qed;
 // - Deferred (everything else): entries change in memory, the table is marked dirty, and a later write-back (flush,
 //   close, or too many dirty tables) writes it. Without a backing file an entry ahead of its data reads as zeroes,
 //   the old content, and NEED_CHECK covers entries that point past the end of a file whose extension was lost.
-// New tables are written whole before the L1 entry that links them.
+// New tables are written whole before the L1 entry that links them. Under write-through cache modes every update is
+// eager, so a completed request is durable with its metadata.
 public sealed partial class QedImage
 {
     /// <summary>Write back dirty metadata once this many tables are dirty, to bound memory and lost work.</summary>
@@ -34,6 +35,7 @@ public sealed partial class QedImage
     /// </summary>
     private async Task CommitEntriesAsync(L2Table table, int first, int count, ulong firstValue, ulong step, bool eager)
     {
+        eager |= _writeThrough;
         if (!eager)
         {
             lock (table)

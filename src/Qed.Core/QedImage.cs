@@ -31,6 +31,8 @@ public sealed partial class QedImage : DiskImage
     private QedImage(IBlockStorage file, QedHeader header, ulong[] l1, DiskImage? backing, string? backingName, bool readOnly, long cacheBudget)
     {
         _cacheBudget = cacheBudget;
+        // Write-through storage promises that a completed write is durable, so metadata cannot wait for a flush.
+        _writeThrough = file is FileStorage { Cache: CacheMode.WriteThrough or CacheMode.DirectSync };
         _file = file;
         _header = header;
         _l1 = l1;
@@ -58,6 +60,7 @@ public sealed partial class QedImage : DiskImage
     }
 
     private readonly bool _keepNeedCheck;
+    private readonly bool _writeThrough; // every metadata update is written before the request completes
 
     /// <inheritdoc />
     public override string Format => "qed";
