@@ -35,6 +35,13 @@ internal sealed partial class NbdConnection
         try { _stop.Cancel(); } catch (ObjectDisposedException) { }
     }
 
+    /// <summary>Closes the socket at once: pending reads and writes fail and the connection winds down.</summary>
+    public void Abort()
+    {
+        Stop();
+        try { _socket.Close(0); } catch (Exception) { }
+    }
+
     public async Task RunAsync()
     {
         try
@@ -54,7 +61,6 @@ internal sealed partial class NbdConnection
             try { await _reader.CompleteAsync().ConfigureAwait(false); } catch (Exception) { }
             try { await _stream.DisposeAsync().ConfigureAwait(false); } catch (Exception) { }
             _socket.Dispose();
-            _stop.Dispose();
             _completion.TrySetResult();
         }
     }

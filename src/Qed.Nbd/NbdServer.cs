@@ -18,6 +18,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly string? _unixPath;
     private Task? _acceptLoop;
+    private int _stopped;
 
     private NbdServer(NbdServerOptions options, Socket listener)
     {
@@ -122,15 +123,24 @@ public sealed class NbdServer : IAsyncDisposable
     /// Stops accepting, lets every connection finish the requests it has in flight (new requests are not read),
     /// then closes them. Images are left open for the caller to flush and dispose.
     /// </summary>
-    public async Task StopAsync()
+    /// <param name="grace">How long connections may take to finish; after it their sockets are closed (requests
+    /// already running on the image still complete, their replies are dropped).</param>
+    public async Task StopAsync(TimeSpan? grace = null)
     {
-        if (!_stopping.IsCancellationRequested) _stopping.Cancel();
+        if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
+        _stopping.Cancel();
         _listener.Dispose();
         if (_acceptLoop != null) await _acceptLoop.ConfigureAwait(false);
         NbdConnection[] open;
         lock (_lock) open = [.. _connections];
         foreach (var c in open) c.Stop();
-        await Task.WhenAll(open.Select(c => c.Completion)).ConfigureAwait(false);
+        var all = Task.WhenAll(open.Select(c => c.Completion));
+        if (await Task.WhenAny(all, Task.Delay(grace ?? TimeSpan.FromSeconds(10))).ConfigureAwait(false) != all)
+        {
+            // A client that stops reading can block its replies forever; do not let it hold up shutdown.
+            foreach (var c in open) c.Abort();
+            await all.ConfigureAwait(false);
+        }
         // Remove the socket file, as qemu-nbd does, so the next start can bind it again.
         if (_unixPath is { Length: > 0 } path && !path.StartsWith('\0'))
         {
@@ -142,7 +152,5 @@ public sealed class NbdServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
-        _stopping.Dispose();
-        _connectionSlots.Dispose();
     }
 }
