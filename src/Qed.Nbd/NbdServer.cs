@@ -19,6 +19,7 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly string? _unixPath;
     private Task? _acceptLoop;
     private int _stopped;
+    private long _accepted;
 
     private NbdServer(NbdServerOptions options, Socket listener)
     {
@@ -31,6 +32,9 @@ public sealed class NbdServer : IAsyncDisposable
 
     /// <summary>The address the server listens on (with the real port when 0 was asked for).</summary>
     public EndPoint LocalEndPoint { get; }
+
+    /// <summary>Connections accepted since the start.</summary>
+    public long AcceptedConnections => Interlocked.Read(ref _accepted);
 
     /// <summary>Connections open now.</summary>
     public int ConnectionCount { get { lock (_lock) return _connections.Count; } }
@@ -100,6 +104,7 @@ public sealed class NbdServer : IAsyncDisposable
                 continue;
             }
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
+            Interlocked.Increment(ref _accepted);
             var connection = new NbdConnection(client, _options);
             lock (_lock) _connections.Add(connection);
             _ = RunConnectionAsync(connection);
