@@ -15,7 +15,7 @@ internal sealed class RawNbdClient : IAsyncDisposable
     public const uint SimpleMagic = 0x67446698;
     public const uint ChunkMagic = 0x668e33ef;
     private readonly Socket _socket;
-    private readonly NetworkStream _stream;
+    private Stream _stream;
 
     private RawNbdClient(Socket socket)
     {
@@ -24,6 +24,14 @@ internal sealed class RawNbdClient : IAsyncDisposable
     }
 
     public Stream Stream => _stream;
+
+    /// <summary>Runs a TLS client handshake over the connection (any server certificate accepted: this probes the server).</summary>
+    public async Task StartTlsAsync()
+    {
+        var ssl = new System.Net.Security.SslStream(_stream, false, (_, _, _, _) => true);
+        await ssl.AuthenticateAsClientAsync("localhost");
+        _stream = ssl;
+    }
 
     public static async Task<RawNbdClient> ConnectAsync(int port)
     {
