@@ -17,5 +17,6 @@ internal static class CommandRegistry
         yield return BenchCommand.Build();
         yield return StreamCommand.Build();
         yield return CheckCommand.Build();
+        yield return ServeCommand.Build();
     }
 }

@@ -14,4 +14,10 @@ if (parse.Errors.Count > 0)
     Console.Error.WriteLine("Try 'qed --help' for more information.");
     return 1;
 }
-return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+return await parse.InvokeAsync(new InvocationConfiguration
+{
+    EnableDefaultExceptionHandler = false,
+    // On SIGINT/SIGTERM the command's token is cancelled and it gets this long to finish cleanly (serve lets
+    // in-flight NBD requests finish and closes its images) before the process exits anyway.
+    ProcessTerminationTimeout = TimeSpan.FromSeconds(30),
+});

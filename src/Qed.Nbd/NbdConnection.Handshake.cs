@@ -1,0 +1,353 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Text;
+using Qed.Nbd.Protocol;
+
+namespace Qed.Nbd;
+
+// The fixed-newstyle handshake: greeting, client flags, then options until GO or EXPORT_NAME picks an export.
+internal sealed partial class NbdConnection
+{
+    private static readonly UTF8Encoding StrictUtf8 = new(false, true);
+
+    // Everything negotiated so far; STARTTLS resets it all (CVE-2021-3716 was a plaintext STRUCTURED_REPLY injected
+    // before STARTTLS that survived it).
+    private bool _noZeroes;
+    private bool _structured;
+    private bool _tlsActive;
+    private string? _metaExportName;
+    private readonly List<uint> _metaContexts = [];
+
+    /// <summary>Runs the handshake; returns the chosen export, or null when the client aborted or left.</summary>
+    private async Task<NbdExport?> HandshakeAsync()
+    {
+        var greeting = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdMagic.NbdMagicValue);
+        BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdMagic.IHaveOpt);
+        BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), NbdHandshakeFlags.FixedNewstyle | NbdHandshakeFlags.NoZeroes);
+        await SendAsync(greeting).ConfigureAwait(false);
+
+        if (!await EnsureAsync(4).ConfigureAwait(false)) return null;
+        uint clientFlags = ReadUInt32(0);
+        _buffer = _buffer.Slice(4);
+        if ((clientFlags & ~(NbdHandshakeFlags.ClientFixedNewstyle | NbdHandshakeFlags.ClientNoZeroes)) != 0)
+            throw new NbdProtocolException($"Unknown client flags 0x{clientFlags:x}.");
+        _noZeroes = (clientFlags & NbdHandshakeFlags.ClientNoZeroes) != 0;
+
+        while (true)
+        {
+            if (!await EnsureAsync(16).ConfigureAwait(false)) return null;
+            ulong magic = ReadUInt64(0);
+            uint option = ReadUInt32(8);
+            uint length = ReadUInt32(12);
+            if (magic != NbdMagic.IHaveOpt) throw new NbdProtocolException($"Bad option magic 0x{magic:x}.");
+            if (length > NbdLimits.MaxOptionLength) throw new NbdProtocolException($"Option {option} claims {length} bytes of data.");
+            _buffer = _buffer.Slice(16);
+            var data = new byte[length];
+            await CopyInputAsync(data).ConfigureAwait(false);
+
+            if (_options.TlsMode == NbdTlsMode.Required && !_tlsActive && option is not (NbdOption.StartTls or NbdOption.Abort))
+            {
+                // EXPORT_NAME cannot carry an error, so the only answer is to hang up.
+                if (option == NbdOption.ExportName) throw new NbdProtocolException("EXPORT_NAME before TLS on a TLS-only server.");
+                await SendOptionErrorAsync(option, NbdRep.ErrTlsReqd, "TLS is required").ConfigureAwait(false);
+                continue;
+            }
+
+            switch (option)
+            {
+                case NbdOption.ExportName:
+                {
+                    var export = FindExport(DecodeName(data)) ?? throw new NbdProtocolException("EXPORT_NAME for an unknown export.");
+                    var reply = new byte[_noZeroes ? 10 : 134];
+                    BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Image.Size);
+                    BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlags(export));
+                    await SendAsync(reply).ConfigureAwait(false);
+                    ForgetMetaContextsUnlessFor(export.Name);
+                    return export;
+                }
+                case NbdOption.Abort:
+                    try { await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false); }
+                    catch (IOException) { } // the client may close without waiting for the ACK
+                    return null;
+                case NbdOption.List:
+                    await ListAsync(data).ConfigureAwait(false);
+                    break;
+                case NbdOption.StartTls:
+                    await StartTlsAsync(data).ConfigureAwait(false);
+                    break;
+                case NbdOption.Info:
+                case NbdOption.Go:
+                {
+                    var export = await InfoAsync(option, data).ConfigureAwait(false);
+                    if (export != null && option == NbdOption.Go)
+                    {
+                        ForgetMetaContextsUnlessFor(export.Name);
+                        return export;
+                    }
+                    break;
+                }
+                case NbdOption.StructuredReply:
+                    if (data.Length != 0) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "STRUCTURED_REPLY takes no data").ConfigureAwait(false); break; }
+                    _structured = true;
+                    await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false);
+                    break;
+                case NbdOption.ListMetaContext:
+                case NbdOption.SetMetaContext:
+                    await MetaContextAsync(option, data).ConfigureAwait(false);
+                    break;
+                default:
+                    // Includes EXTENDED_HEADERS (11): refused until fully implemented; clients fall back.
+                    await SendOptionErrorAsync(option, NbdRep.ErrUnsup, "option not supported").ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    private NbdExport? FindExport(string? name)
+    {
+        if (name is null) return null;
+        foreach (var e in _options.Exports)
+            if (e.Name == name) return e;
+        return name.Length == 0 ? _options.Exports[0] : null;
+    }
+
+    private static string? DecodeName(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length > NbdLimits.MaxString || bytes.Contains((byte)0)) return null;
+        try { return StrictUtf8.GetString(bytes); }
+        catch (DecoderFallbackException) { return null; }
+    }
+
+    private NbdTransmissionFlags TransmissionFlags(NbdExport export)
+    {
+        // One DiskImage per export, shared by every connection, flushed as one: CAN_MULTI_CONN is honest.
+        var flags = NbdTransmissionFlags.HasFlags | NbdTransmissionFlags.SendFlush | NbdTransmissionFlags.SendFua |
+                    NbdTransmissionFlags.SendCache | NbdTransmissionFlags.CanMultiConn;
+        if (export.ReadOnly) flags |= NbdTransmissionFlags.ReadOnly;
+        else flags |= NbdTransmissionFlags.SendTrim | NbdTransmissionFlags.SendWriteZeroes | NbdTransmissionFlags.SendFastZero;
+        // DF only with structured replies (every READ is answered with one data chunk anyway).
+        if (_structured) flags |= NbdTransmissionFlags.SendDf;
+        return flags;
+    }
+
+    private void ForgetMetaContextsUnlessFor(string exportName)
+    {
+        // SET_META_CONTEXT names an export; contexts chosen for another one do not carry over.
+        if (_metaExportName != exportName) _metaContexts.Clear();
+    }
+
+    private async ValueTask ListAsync(byte[] data)
+    {
+        if (data.Length != 0) { await SendOptionErrorAsync(NbdOption.List, NbdRep.ErrInvalid, "LIST takes no data").ConfigureAwait(false); return; }
+        foreach (var e in _options.Exports)
+        {
+            byte[] name = Encoding.UTF8.GetBytes(e.Name);
+            byte[] description = e.Description is null ? [] : Encoding.UTF8.GetBytes(e.Description);
+            var reply = new byte[4 + name.Length + description.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, (uint)name.Length);
+            name.CopyTo(reply, 4);
+            description.CopyTo(reply, 4 + name.Length);
+            await SendOptionReplyAsync(NbdOption.List, NbdRep.Server, reply).ConfigureAwait(false);
+        }
+        await SendOptionReplyAsync(NbdOption.List, NbdRep.Ack, []).ConfigureAwait(false);
+    }
+
+    private async ValueTask StartTlsAsync(byte[] data)
+    {
+        if (data.Length != 0) { await SendOptionErrorAsync(NbdOption.StartTls, NbdRep.ErrInvalid, "STARTTLS takes no data").ConfigureAwait(false); return; }
+        if (_options.TlsMode == NbdTlsMode.Off) { await SendOptionErrorAsync(NbdOption.StartTls, NbdRep.ErrPolicy, "TLS is not configured").ConfigureAwait(false); return; }
+        if (_tlsActive) { await SendOptionErrorAsync(NbdOption.StartTls, NbdRep.ErrInvalid, "TLS is already active").ConfigureAwait(false); return; }
+        await SendOptionReplyAsync(NbdOption.StartTls, NbdRep.Ack, []).ConfigureAwait(false);
+
+        var ssl = new SslStream(_stream, leaveInnerStreamOpen: false);
+        await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+        {
+            ServerCertificate = _options.Certificate,
+            ClientCertificateRequired = false,
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+        }, _stop.Token).ConfigureAwait(false);
+        _stream = ssl;
+        await ResetReaderAsync(ssl).ConfigureAwait(false);
+        _tlsActive = true;
+        _structured = false;
+        _metaContexts.Clear();
+        _metaExportName = null;
+    }
+
+    /// <summary>INFO and GO: replies with the export's details; returns the export, or null after an error reply.</summary>
+    private async ValueTask<NbdExport?> InfoAsync(uint option, byte[] data)
+    {
+        if (data.Length < 6) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "request too short").ConfigureAwait(false); return null; }
+        uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > NbdLimits.MaxString || 4 + (long)nameLength + 2 > data.Length)
+        {
+            await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "bad name length").ConfigureAwait(false);
+            return null;
+        }
+        int n = (int)nameLength;
+        int count = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + n));
+        if (4 + n + 2 + 2 * count != data.Length)
+        {
+            await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "bad information request count").ConfigureAwait(false);
+            return null;
+        }
+        string? name = DecodeName(data.AsSpan(4, n));
+        if (name is null) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "export name is not valid UTF-8").ConfigureAwait(false); return null; }
+        var export = FindExport(name);
+        if (export is null) { await SendOptionErrorAsync(option, NbdRep.ErrUnknown, "no such export").ConfigureAwait(false); return null; }
+
+        bool wantName = false, wantDescription = false;
+        for (int i = 0; i < count; i++)
+        {
+            switch (BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + n + 2 + 2 * i)))
+            {
+                case NbdInfo.Name: wantName = true; break;
+                case NbdInfo.Description: wantDescription = true; break;
+            }
+        }
+
+        var info = new byte[12];
+        BinaryPrimitives.WriteUInt16BigEndian(info, NbdInfo.Export);
+        BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Image.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), (ushort)TransmissionFlags(export));
+        await SendOptionReplyAsync(option, NbdRep.Info, info).ConfigureAwait(false);
+        if (wantName) await SendInfoStringAsync(option, NbdInfo.Name, export.Name).ConfigureAwait(false);
+        if (wantDescription && export.Description != null) await SendInfoStringAsync(option, NbdInfo.Description, export.Description).ConfigureAwait(false);
+        // Sent unasked too (allowed): any offset works, 4 KiB is efficient, 32 MiB is the most one request may carry.
+        var blockSize = new byte[14];
+        BinaryPrimitives.WriteUInt16BigEndian(blockSize, NbdInfo.BlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), 1);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), NbdLimits.PreferredBlock);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), NbdLimits.MaxPayload);
+        await SendOptionReplyAsync(option, NbdRep.Info, blockSize).ConfigureAwait(false);
+        await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false);
+        return export;
+    }
+
+    private ValueTask SendInfoStringAsync(uint option, ushort type, string value)
+    {
+        byte[] text = Encoding.UTF8.GetBytes(value);
+        var payload = new byte[2 + text.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(payload, type);
+        text.CopyTo(payload, 2);
+        return SendOptionReplyAsync(option, NbdRep.Info, payload);
+    }
+
+    /// <summary>LIST_META_CONTEXT and SET_META_CONTEXT.</summary>
+    private async ValueTask MetaContextAsync(uint option, byte[] data)
+    {
+        bool set = option == NbdOption.SetMetaContext;
+        if (set)
+        {
+            // SET replaces the previous selection even when it fails.
+            _metaContexts.Clear();
+            _metaExportName = null;
+            if (!_structured) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "structured replies not negotiated").ConfigureAwait(false); return; }
+        }
+        var parsed = ParseMetaRequest(data, out uint error, out string message);
+        if (parsed is null) { await SendOptionErrorAsync(option, error, message).ConfigureAwait(false); return; }
+        var (exportName, queries) = parsed.Value;
+        var export = FindExport(exportName);
+        if (export is null) { await SendOptionErrorAsync(option, NbdRep.ErrUnknown, "no such export").ConfigureAwait(false); return; }
+
+        var matches = new List<uint>();
+        if (queries.Count == 0)
+        {
+            // LIST with no queries lists everything; SET with none selects nothing.
+            if (!set) matches.AddRange([NbdMetaContext.BaseAllocationId, NbdMetaContext.AllocationDepthId]);
+        }
+        foreach (var q in queries)
+        {
+            uint id = q switch
+            {
+                NbdMetaContext.BaseAllocation => NbdMetaContext.BaseAllocationId,
+                NbdMetaContext.AllocationDepth => NbdMetaContext.AllocationDepthId,
+                // Namespace wildcards are for LIST only; unknown names are ignored, never rejected.
+                "base:" when !set => NbdMetaContext.BaseAllocationId,
+                "qemu:" when !set => NbdMetaContext.AllocationDepthId,
+                _ => 0,
+            };
+            if (id != 0 && !matches.Contains(id)) matches.Add(id);
+        }
+        foreach (uint id in matches)
+        {
+            byte[] name = Encoding.ASCII.GetBytes(id == NbdMetaContext.BaseAllocationId ? NbdMetaContext.BaseAllocation : NbdMetaContext.AllocationDepth);
+            var reply = new byte[4 + name.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, set ? id : 0);
+            name.CopyTo(reply, 4);
+            await SendOptionReplyAsync(option, NbdRep.MetaContext, reply).ConfigureAwait(false);
+        }
+        if (set)
+        {
+            _metaContexts.AddRange(matches);
+            _metaExportName = export.Name;
+        }
+        await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false);
+    }
+
+    private static (string Export, List<string> Queries)? ParseMetaRequest(byte[] data, out uint error, out string message)
+    {
+        error = NbdRep.ErrInvalid;
+        message = "malformed meta context request";
+        if (data.Length < 8) return null;
+        uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > NbdLimits.MaxString || 4 + (long)nameLength + 4 > data.Length) return null;
+        int pos = 4 + (int)nameLength;
+        string? export = DecodeName(data.AsSpan(4, (int)nameLength));
+        if (export is null) return null;
+        uint count = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
+        pos += 4;
+        if (count > NbdLimits.MaxMetaQueries) { error = NbdRep.ErrTooBig; message = "too many queries"; return null; }
+        var queries = new List<string>((int)count);
+        for (uint i = 0; i < count; i++)
+        {
+            if (data.Length - pos < 4) return null;
+            uint length = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
+            pos += 4;
+            if (length > NbdLimits.MaxString || length > data.Length - pos) return null;
+            string? q = DecodeName(data.AsSpan(pos, (int)length));
+            if (q is null) return null;
+            queries.Add(q);
+            pos += (int)length;
+        }
+        if (pos != data.Length) return null;
+        return (export, queries);
+    }
+
+    private ValueTask SendOptionErrorAsync(uint option, uint error, string message) =>
+        SendOptionReplyAsync(option, error, Encoding.UTF8.GetBytes(message));
+
+    private async ValueTask SendOptionReplyAsync(uint option, uint type, byte[] data)
+    {
+        var reply = new byte[20 + data.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(reply, NbdMagic.OptionReply);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(8), option);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(12), type);
+        BinaryPrimitives.WriteUInt32BigEndian(reply.AsSpan(16), (uint)data.Length);
+        data.CopyTo(reply, 20);
+        await SendAsync(reply).ConfigureAwait(false);
+    }
+
+    private async ValueTask SendAsync(byte[] bytes)
+    {
+        await _stream.WriteAsync(bytes, _stop.Token).ConfigureAwait(false);
+        await _stream.FlushAsync(_stop.Token).ConfigureAwait(false);
+    }
+
+    private uint ReadUInt32(int at)
+    {
+        var reader = new SequenceReader<byte>(_buffer.Slice(at, 4));
+        reader.TryReadBigEndian(out int value);
+        return (uint)value;
+    }
+
+    private ulong ReadUInt64(int at)
+    {
+        var reader = new SequenceReader<byte>(_buffer.Slice(at, 8));
+        reader.TryReadBigEndian(out long value);
+        return (ulong)value;
+    }
+}

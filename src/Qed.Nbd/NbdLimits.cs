@@ -1,0 +1,32 @@
+namespace Qed.Nbd;
+
+/// <summary>Fixed protocol limits (doc/proto.md and what the real clients accept).</summary>
+internal static class NbdLimits
+{
+    /// <summary>Names and queries MUST be at most 4096 bytes.</summary>
+    public const int MaxString = 4096;
+
+    /// <summary>Total option data accepted; above it the connection is dropped, as qemu-nbd and nbdkit do.</summary>
+    public const int MaxOptionLength = 64 * 1024;
+
+    /// <summary>Meta-context queries accepted in one option (more get ERR_TOO_BIG).</summary>
+    public const int MaxMetaQueries = 128;
+
+    /// <summary>The largest READ/WRITE payload; QEMU's NBD_MAX_BUFFER_SIZE, advertised as the maximum block size.</summary>
+    public const int MaxPayload = 32 * 1024 * 1024;
+
+    /// <summary>
+    /// A WRITE longer than the maximum but at most this long is drained and answered with EINVAL; a longer one
+    /// cannot be afforded and ends the connection (the spec allows a hard disconnect for such payloads).
+    /// </summary>
+    public const long MaxDrainedPayload = 64L * 1024 * 1024;
+
+    /// <summary>Block-status extents per chunk without REQ_ONE (the spec allows 2^20; clients re-query the rest).</summary>
+    public const int MaxExtents = 64 * 1024;
+
+    /// <summary>Block-status lengths are aligned to this (the spec's 512, the tail of an unaligned image excepted).</summary>
+    public const int StatusAlignment = 512;
+
+    /// <summary>The preferred block size advertised in NBD_INFO_BLOCK_SIZE.</summary>
+    public const int PreferredBlock = 4096;
+}

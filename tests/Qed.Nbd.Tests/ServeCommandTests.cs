@@ -1,0 +1,113 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Qed.Nbd.Tests.Support;
+
+namespace Qed.Nbd.Tests;
+
+/// <summary>The <c>qed serve</c> executable: it prints its listening line, serves, and shuts down cleanly on signals.</summary>
+public sealed partial class ServeCommandTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+)")]
+    private static partial Regex ListeningLine();
+
+    private static Process StartServe(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qed.dll"));
+        psi.ArgumentList.Add("serve");
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        return Process.Start(psi)!;
+    }
+
+    private static async Task<int> WaitForPortAsync(Process p)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        string? line = await p.StandardOutput.ReadLineAsync(cts.Token);
+        var m = ListeningLine().Match(line ?? "");
+        Assert.True(m.Success, $"unexpected first line '{line}'");
+        return int.Parse(m.Groups[1].Value);
+    }
+
+    private static async Task<int> SignalAndWaitAsync(Process p, string signal)
+    {
+        await Tool.CheckAsync("kill", $"-{signal}", p.Id.ToString());
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await p.WaitForExitAsync(cts.Token);
+        return p.ExitCode;
+    }
+
+    private static ulong Features(string qed)
+    {
+        using var f = File.OpenRead(qed);
+        var header = new byte[24];
+        f.ReadExactly(header);
+        return BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(16));
+    }
+
+    [Theory]
+    [InlineData("TERM")]
+    [InlineData("INT")]
+    public async Task ServesThenShutsDownCleanlyOnSignal(string signal)
+    {
+        string qed = _dir["s.qed"];
+        await Tool.CheckAsync("qemu-img", "create", "-f", "qed", qed, "64M");
+        using var p = StartServe("-p", "0", "-x", "disk", qed);
+        int port = await WaitForPortAsync(p);
+        string uri = $"nbd://127.0.0.1:{port}/disk";
+        // Writes leave NEED_CHECK set while the image is in use (allocation without a backing file).
+        await using (var c = await PipelinedNbdClient.ConnectAsync(port, "disk"))
+        {
+            for (int i = 0; i < 16; i++) await c.WriteAsync(i * 3_000_000L, Enumerable.Repeat((byte)(i + 1), 100_000).ToArray());
+            // Leave requests in flight and the connection open: shutdown must finish them and close the image.
+            var pending = Enumerable.Range(0, 8).Select(i => c.RequestAsync(1, 50_000_000 + i * 70_000L, 65536, payload: Enumerable.Repeat((byte)0xee, 65536).ToArray())).ToList();
+            await Task.WhenAll(pending);
+            Assert.Equal(0, await SignalAndWaitAsync(p, signal));
+        }
+        Assert.Equal(0UL, Features(qed) & 2); // NEED_CHECK cleared on close
+        Assert.Contains("No errors were found", await Tool.CheckAsync("qemu-img", "check", qed));
+        await Tool.CheckAsync("qemu-io", "-f", "qed", "-c", "read -P 16 45000000 100000", "-c", $"read -P 0xee {50_000_000 + 7 * 70_000} 65536", qed);
+        _ = uri;
+    }
+
+    [Fact]
+    public async Task ServesSeveralExportsReadOnlyOnAUnixSocket()
+    {
+        string a = _dir["a.raw"], b = _dir["b.qed"], sock = _dir["nbd.sock"];
+        await File.WriteAllBytesAsync(a, Enumerable.Repeat((byte)7, 1 << 20).ToArray());
+        await Tool.CheckAsync("qemu-img", "create", "-f", "qed", b, "8M");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "qed.dll"), "serve", "-r", "--socket", sock, a, b }) psi.ArgumentList.Add(arg);
+        using var p = Process.Start(psi)!;
+        string? line = await p.StandardOutput.ReadLineAsync();
+        Assert.StartsWith("Listening on unix:", line);
+        string list = await Tool.CheckAsync("nbdinfo", "--list", $"nbd+unix:///?socket={sock}");
+        Assert.Contains("a.raw", list);
+        Assert.Contains("b.qed", list);
+        Assert.Equal(0, (await Tool.RunAsync("nbdinfo", ["--is", "read-only", $"nbd+unix:///a.raw?socket={sock}"])).ExitCode);
+        var write = await Tool.RunAsync("qemu-io", ["-f", "raw", "-c", "write 0 512", $"nbd+unix:///a.raw?socket={sock}"]);
+        Assert.True(write.ExitCode != 0 || write.Stderr.Contains("read-only", StringComparison.OrdinalIgnoreCase) || write.Stdout.Contains("failed"), write.ToString());
+        Assert.Equal(0, await SignalAndWaitAsync(p, "TERM"));
+        Assert.False(File.Exists(sock), "the socket file is removed on shutdown");
+    }
+
+    [Fact]
+    public async Task BadArgumentsGiveOneLineErrors()
+    {
+        using var p = StartServe("-p", "0", _dir["missing.qed"]);
+        string err = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.Equal(1, p.ExitCode);
+        Assert.StartsWith("qed: ", err);
+        Assert.Single(err.Trim().Split('\n'));
+        using var q = StartServe("--tls-cert", _dir["nope.pem"], _dir["missing.qed"]);
+        err = await q.StandardError.ReadToEndAsync();
+        await q.WaitForExitAsync();
+        Assert.Equal(1, q.ExitCode);
+        Assert.Contains("--tls-key", err);
+    }
+}
