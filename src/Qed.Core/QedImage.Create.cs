@@ -19,26 +19,9 @@ public sealed partial class QedImage
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
     public static async Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default)
     {
-        long? size = options.Size;
-        if (options.BackingFile != null && (!options.Unsafe || size is null))
-        {
-            string resolved = ResolveBackingPath(path, options.BackingFile);
-            await using var backing = await ImageOpener.OpenBackingAsync(resolved, options.BackingFormat, path, cancellationToken).ConfigureAwait(false);
-            size ??= backing.Size;
-        }
-        if (size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
-        var (header, name) = PlanLayout(options, size.Value);
-
-        try
-        {
-            await using var file = FileStorage.Create(path);
-            await WriteLayoutAsync(file, header, name, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
+        var (header, name) = PlanLayout(options, size);
+        await ImageCreation.WriteNewFileAsync(path, file => WriteLayoutAsync(file, header, name, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Writes a new, empty QED image onto <paramref name="storage"/> (whose old content is discarded).</summary>

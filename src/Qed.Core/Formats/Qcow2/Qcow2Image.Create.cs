@@ -16,25 +16,9 @@ public sealed partial class Qcow2Image
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
     public static async Task CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
     {
-        long? size = options.Size;
-        if (options.BackingFile != null && (!options.Unsafe || size is null))
-        {
-            string resolved = ResolveBackingPath(path, options.BackingFile);
-            await using var backing = await ImageOpener.OpenBackingAsync(resolved, options.BackingFormat, path, cancellationToken).ConfigureAwait(false);
-            size ??= backing.Size;
-        }
-        if (size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
-        var layout = PlanLayout(options, size.Value);
-        try
-        {
-            await using var file = FileStorage.Create(path);
-            await WriteLayoutAsync(file, layout, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw;
-        }
+        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
+        var layout = PlanLayout(options, size);
+        await ImageCreation.WriteNewFileAsync(path, file => WriteLayoutAsync(file, layout, cancellationToken)).ConfigureAwait(false);
     }
 
     /// <summary>Writes a new, empty qcow2 image onto <paramref name="storage"/> (whose old content is discarded).</summary>

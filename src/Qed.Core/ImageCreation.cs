@@ -1,0 +1,37 @@
+using Qed.Storage;
+
+namespace Qed;
+
+/// <summary>What creating any image format shares: the size from a backing file, and no file left behind on failure.</summary>
+internal static class ImageCreation
+{
+    /// <summary>
+    /// The size to create: <paramref name="size"/> if given, else the backing file's. The backing file is opened (so a
+    /// missing one is an error naming it) unless <paramref name="unsafeBacking"/> and a size is given, as qemu-img -u.
+    /// </summary>
+    public static async Task<long> ResolveSizeAsync(string path, long? size, string? backingFile, string? backingFormat, bool unsafeBacking, CancellationToken ct)
+    {
+        if (backingFile != null && (!unsafeBacking || size is null))
+        {
+            string resolved = QedImage.ResolveBackingPath(path, backingFile);
+            await using var backing = await ImageOpener.OpenBackingAsync(resolved, backingFormat, path, ct).ConfigureAwait(false);
+            size ??= backing.Size;
+        }
+        return size ?? throw new ArgumentException("Image creation needs a size parameter", nameof(size));
+    }
+
+    /// <summary>Creates (or replaces) the file and writes it; if writing fails the file is removed.</summary>
+    public static async Task WriteNewFileAsync(string path, Func<IBlockStorage, Task> write)
+    {
+        try
+        {
+            await using var file = FileStorage.Create(path);
+            await write(file).ConfigureAwait(false);
+        }
+        catch
+        {
+            try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
+        }
+    }
+}
