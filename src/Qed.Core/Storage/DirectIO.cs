@@ -17,7 +17,7 @@ internal static unsafe partial class DirectIO
 
     private const int O_RDONLY = 0, O_RDWR = 2, O_DSYNC = 0x1000, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
 
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(NativeFile.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags, int mode);
 
     private static readonly ConcurrentBag<nint> Pool = new();

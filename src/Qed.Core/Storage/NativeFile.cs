@@ -6,19 +6,25 @@ namespace Qed.Storage;
 /// <summary>Linux calls that .NET does not expose: hole punching and SEEK_DATA/SEEK_HOLE. Each has a fallback.</summary>
 internal static partial class NativeFile
 {
+    /// <summary>
+    /// glibc by its soname: plain "libc" makes the runtime try libc.so first, which on Debian is a linker script, and
+    /// those failed loads cost about 10 ms of every start. Elsewhere the load fails and each call falls back.
+    /// </summary>
+    internal const string Libc = "libc.so.6";
+
     private const int SeekData = 3;
     private const int SeekHole = 4;
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
     private const int ENXIO = 6;
 
-    [LibraryImport("libc", EntryPoint = "lseek", SetLastError = true)]
+    [LibraryImport(NativeFile.Libc, EntryPoint = "lseek", SetLastError = true)]
     private static partial long LSeek(SafeFileHandle fd, long offset, int whence);
 
-    [LibraryImport("libc", EntryPoint = "fallocate", SetLastError = true)]
+    [LibraryImport(NativeFile.Libc, EntryPoint = "fallocate", SetLastError = true)]
     private static partial int FAllocate(SafeFileHandle fd, int mode, long offset, long length);
 
-    [LibraryImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
+    [LibraryImport(NativeFile.Libc, EntryPoint = "fdatasync", SetLastError = true)]
     private static partial int FDataSync(SafeFileHandle fd);
 
     private static readonly bool IsLinux = OperatingSystem.IsLinux();
