@@ -21,6 +21,8 @@ internal static class ConvertCommand
         var targetIsZero = new Option<bool>("--target-is-zero") { Description = "With -n: the existing target reads as zeroes, so zero ranges are not written" };
         var sparse = new Option<string?>("-S") { Description = "All-zero runs of this size are not written (default 4k; 0 writes everything)" };
         var parallel = new Option<int>("-m") { Description = "Chunk copies in flight (1 to 16, default 8)", DefaultValueFactory = _ => 8 };
+        var cache = new Option<string>("-t") { Description = "Cache mode of the target: unsafe (qemu-img's default for convert: no sync), writeback (sync at the end), writethrough, none, directsync", DefaultValueFactory = _ => "unsafe" };
+        var sourceCache = new Option<string?>("-T") { Description = "Accepted for qemu-img compatibility (sources are read through the host cache)" };
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
         var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
@@ -28,7 +30,7 @@ internal static class ConvertCommand
         var dst = new Argument<string>("DST");
         var command = new Command("convert", "Copy an image into a new image of any format, keeping it sparse")
         {
-            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, quiet, forceShare, outOfOrder, src, dst,
+            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, src, dst,
         };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
@@ -48,6 +50,7 @@ internal static class ConvertCommand
             int inFlight = parse.GetValue(parallel);
             if (inFlight is < 1 or > 16) throw new CommandException($"Invalid number of coroutines: {inFlight} (allowed: 1 to 16)");
             bool create = !parse.GetValue(noCreate);
+            var cacheMode = Storage.CacheModes.Parse(parse.GetValue(cache)!);
             bool zeroed = parse.GetValue(targetIsZero);
             if (zeroed && create) throw new CommandException("--target-is-zero requires use of -n flag");
             if (zeroed && b != null) throw new CommandException("--target-is-zero cannot be used with a backing file (-B)");
@@ -62,7 +65,7 @@ internal static class ConvertCommand
             else opts.ThrowIfAnyLeft(targetFormat);
             try
             {
-                await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct);
+                await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct, cache: cacheMode);
                 var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
