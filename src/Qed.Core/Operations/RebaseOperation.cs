@@ -1,0 +1,99 @@
+using System.Buffers;
+
+namespace Qed.Operations;
+
+/// <summary>
+/// qemu-img rebase: changes the backing file an image names. Safe mode first copies into the image every cluster the
+/// image does not hold itself whose content differs between the old and the new backing file, so the image reads the
+/// same afterwards; unsafe mode (-u) only rewrites the header. Supported for QED images.
+/// </summary>
+public static class RebaseOperation
+{
+    /// <summary>Rebases the QED image at <paramref name="path"/> onto <paramref name="backing"/> ("" or null: none).</summary>
+    /// <param name="path">The image.</param>
+    /// <param name="format">Its format (qed), or null to probe.</param>
+    /// <param name="backing">The new backing file name, stored as given (relative names are relative to the image's folder).</param>
+    /// <param name="backingFormat">The new backing file's format; raw sets NO_PROBE, null leaves it to be probed.</param>
+    /// <param name="safe">Copy differing clusters first (false: header only, as -u).</param>
+    /// <param name="progress">Bytes of the image examined.</param>
+    /// <param name="cancellationToken">Cancels the copy; the header is then unchanged and the image reads as before.</param>
+    /// <exception cref="NotSupportedException">The image is not QED, or has unknown compat feature bits.</exception>
+    /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
+    public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe,
+        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(backing)) backing = null;
+        await using (var editor = await OpenQedAsync(path, format, cancellationToken).ConfigureAwait(false))
+        {
+            // Refuse what the header write would refuse before copying anything.
+            if (editor.Header.CompatFeatures != 0 || (backing != null && System.Text.Encoding.UTF8.GetByteCount(backing) > Math.Min(Format.QedHeader.MaxBackingNameLength, editor.Header.HeaderSize * editor.Header.ClusterSize - 64))
+                || (backingFormat != null && !QedImage.KnownFormats.Contains(backingFormat)))
+            {
+                await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error
+            }
+        }
+        if (safe) await CopyDifferencesAsync(path, backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+        await using (var editor = await OpenQedAsync(path, "qed", cancellationToken).ConfigureAwait(false))
+            await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<QedFileEditor> OpenQedAsync(string path, string? format, CancellationToken ct)
+    {
+        if (format is not null and not "qed")
+            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed)");
+        if (format is null)
+        {
+            await using var probe = Storage.FileStorage.Open(path, writable: false);
+            string probed = await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
+            if (probed != "qed") throw new NotSupportedException($"Rebasing {probed} images is not supported (only qed)");
+        }
+        return await QedFileEditor.OpenAsync(path, ct).ConfigureAwait(false);
+    }
+
+    private static async Task CopyDifferencesAsync(string path, string? backing, string? backingFormat,
+        IProgress<ConvertProgress>? progress, CancellationToken ct)
+    {
+        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed" }, ct).ConfigureAwait(false);
+        await using var newBacking = backing is null ? null
+            : await ImageOpener.OpenBackingAsync(QedImage.ResolveBackingPath(path, backing), backingFormat, path, ct).ConfigureAwait(false);
+        long size = image.Size, cs = image.ClusterSize;
+        long chunk = Math.Max(cs, 1 << 20);
+        byte[] oldView = ArrayPool<byte>.Shared.Rent((int)chunk), newView = ArrayPool<byte>.Shared.Rent((int)chunk);
+        try
+        {
+            for (long offset = 0; offset < size;)
+            {
+                var extent = await image.GetLayerExtentAsync(offset, Math.Min(chunk, size - offset), ct).ConfigureAwait(false);
+                if (extent.Kind != ExtentKind.Unallocated)
+                {
+                    offset += extent.Length;
+                    progress?.Report(new ConvertProgress(offset, size));
+                    continue;
+                }
+                // Extents of an unallocated run start and end on cluster boundaries (or the image end).
+                int n = (int)extent.Length;
+                var oldMem = oldView.AsMemory(0, n);
+                var newMem = newView.AsMemory(0, n);
+                await image.ReadAsync(offset, oldMem, ct).ConfigureAwait(false); // reads through the old backing file
+                newMem.Span.Clear();
+                if (newBacking != null && offset < newBacking.Size)
+                    await newBacking.ReadAsync(offset, newMem[..(int)Math.Min(n, newBacking.Size - offset)], ct).ConfigureAwait(false);
+                for (int at = 0; at < n;)
+                {
+                    int len = (int)Math.Min(n - at, cs - (offset + at) % cs);
+                    if (!oldMem.Span.Slice(at, len).SequenceEqual(newMem.Span.Slice(at, len)))
+                        await image.WriteAsync(offset + at, oldMem.Slice(at, len), ct).ConfigureAwait(false);
+                    at += len;
+                }
+                offset += n;
+                progress?.Report(new ConvertProgress(offset, size));
+            }
+            await image.FlushAsync(ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(oldView);
+            ArrayPool<byte>.Shared.Return(newView);
+        }
+    }
+}
