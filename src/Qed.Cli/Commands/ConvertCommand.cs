@@ -69,7 +69,7 @@ internal static class ConvertCommand
                 var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
-                        progress is null ? null : new Relay(progress), ct));
+                        Relay.Of(progress), ct));
             }
             catch when (create)
             {
@@ -138,10 +138,5 @@ internal static class ConvertCommand
             catch (IOException) { return full; }
         }
         return string.Equals(Canonical(a), Canonical(b), StringComparison.Ordinal);
-    }
-
-    private sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>
-    {
-        public void Report(ConvertProgress value) => inner.Report((value.BytesDone, value.TotalBytes));
     }
 }

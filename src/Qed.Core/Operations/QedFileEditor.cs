@@ -77,7 +77,7 @@ internal sealed class QedFileEditor : IAsyncDisposable
         byte[] nameBytes = Encoding.UTF8.GetBytes(name ?? "");
         long room = HeaderBytes - QedHeader.Size;
         if (nameBytes.Length > room || nameBytes.Length > QedHeader.MaxBackingNameLength)
-            throw new ArgumentException($"Could not change the backing file to '{name}': the name is {nameBytes.Length} bytes and the header area of '{_file.Name}' has room for {Math.Min(room, QedHeader.MaxBackingNameLength)}");
+            throw new ArgumentException($"Could not change the backing file to '{(name!.Length > 60 ? name[..60] + "..." : name)}': the name is {nameBytes.Length} bytes and the header area of '{_file.Name}' has room for {Math.Min(room, QedHeader.MaxBackingNameLength)}");
 
         var features = _header.Features & ~(QedFeatures.BackingFile | QedFeatures.BackingFormatNoProbe);
         if (nameBytes.Length > 0)
