@@ -38,7 +38,7 @@ public class CommitInteropTests
         Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "raw", "top.qed", "want.raw"));
         QemuCheck.AssertClean(dir, "top.qed");
         if (baseFormat == "qed") QemuCheck.AssertClean(dir, "base.qed");
-        else Tool.Ok(dir.QemuImg("check", "-f", baseFormat, $"base.{baseFormat}"));
+        else if (baseFormat == "qcow2") Tool.Ok(dir.QemuImg("check", "-f", "qcow2", "base.qcow2")); // raw has no check
         // Emptied: only the header and the L1 table remain, and the map shows nothing at depth 0.
         Assert.Equal(327680, new FileInfo(dir["top.qed"]).Length);
         Assert.DoesNotContain("\"depth\": 0, \"present\": true", Tool.Ok(dir.QemuImg("map", "--output=json", "top.qed")).StdOut);
