@@ -32,7 +32,9 @@ def timed(cmd):
     h, m, s = wall.groups()
     seconds = (int(h) if h else 0) * 3600 + int(m) * 60 + float(s)
     rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-    return seconds, rss_kib / 1024
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", r.stderr).group(1)) + \
+        float(re.search(r"System time \(seconds\): ([\d.]+)", r.stderr).group(1))
+    return seconds, rss_kib / 1024, cpu
 
 
 def make_sources(work):
@@ -70,14 +72,15 @@ def main():
                     results.setdefault((name, tool), []).append(t)
                     if rep == 0 and tool == "qed":  # what qed wrote must equal the source
                         run(["qemu-img", "compare", "-f", sfmt, "-F", tfmt, os.path.join(work, src), dst])
-        print(f"{'case':<14} {'qemu-img s':>11} {'qed s':>8} {'ratio':>6} {'qemu-img MiB':>13} {'qed MiB':>8}")
+        print(f"{'case':<14} {'qemu-img s':>11} {'qed s':>8} {'ratio':>6} {'qemu-img cpu':>13} {'qed cpu':>8} {'qemu-img MiB':>13} {'qed MiB':>8}")
         for name, _, _, _ in CASES:
             q = results[(name, "qemu-img")]
             o = results[(name, "qed")]
             qt, ot = statistics.median(x[0] for x in q), statistics.median(x[0] for x in o)
             qm, om = max(x[1] for x in q), max(x[1] for x in o)
-            print(f"{name:<14} {qt:>11.2f} {ot:>8.2f} {ot / qt:>6.2f} {qm:>13.1f} {om:>8.1f}")
-        print(f"(median of {args.reps} interleaved runs; memory is the peak RSS over all runs; files in {work})")
+            qc, oc = statistics.median(x[2] for x in q), statistics.median(x[2] for x in o)
+            print(f"{name:<14} {qt:>11.2f} {ot:>8.2f} {ot / qt:>6.2f} {qc:>13.2f} {oc:>8.2f} {qm:>13.1f} {om:>8.1f}")
+        print(f"(median of {args.reps} interleaved runs: wall seconds, user+system CPU seconds; memory is the peak RSS over all runs; files in {work})")
     finally:
         if not args.dir and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
