@@ -72,6 +72,18 @@ public static class RebaseOperation
                 }
                 // Extents of an unallocated run start and end on cluster boundaries (or the image end).
                 int n = (int)extent.Length;
+                // Where both the old chain and the new backing file read as zeroes without data there is nothing to
+                // compare: this keeps rebasing large sparse images cheap.
+                long zeroRun = await ZeroRunAsync(image, offset, n, ct).ConfigureAwait(false);
+                if (zeroRun > 0 && newBacking != null && offset < newBacking.Size)
+                    zeroRun = Math.Min(zeroRun, await ZeroRunAsync(newBacking, offset, Math.Min(n, newBacking.Size - offset), ct).ConfigureAwait(false));
+                zeroRun = zeroRun / cs * cs;
+                if (zeroRun > 0)
+                {
+                    offset += zeroRun;
+                    progress?.Report(new ConvertProgress(offset, size));
+                    continue;
+                }
                 var oldMem = oldView.AsMemory(0, n);
                 var newMem = newView.AsMemory(0, n);
                 await image.ReadAsync(offset, oldMem, ct).ConfigureAwait(false); // reads through the old backing file
@@ -95,5 +107,18 @@ public static class RebaseOperation
             ArrayPool<byte>.Shared.Return(oldView);
             ArrayPool<byte>.Shared.Return(newView);
         }
+    }
+
+    /// <summary>Bytes from <paramref name="offset"/> (at most <paramref name="length"/>) that read as zeroes with no data below.</summary>
+    private static async ValueTask<long> ZeroRunAsync(DiskImage image, long offset, long length, CancellationToken ct)
+    {
+        long run = 0;
+        while (run < length)
+        {
+            var extent = await AllocationMap.GetExtentAsync(image, offset + run, length - run, ct).ConfigureAwait(false);
+            if (extent.Data || !extent.Zero) break;
+            run += extent.Length;
+        }
+        return run;
     }
 }
