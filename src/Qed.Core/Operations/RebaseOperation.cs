@@ -93,8 +93,16 @@ public static class RebaseOperation
                 for (int at = 0; at < n;)
                 {
                     int len = (int)Math.Min(n - at, cs - (offset + at) % cs);
-                    if (!oldMem.Span.Slice(at, len).SequenceEqual(newMem.Span.Slice(at, len)))
-                        await image.WriteAsync(offset + at, oldMem.Slice(at, len), ct).ConfigureAwait(false);
+                    var oldSlice = oldMem.Slice(at, len);
+                    if (!oldSlice.Span.SequenceEqual(newMem.Span.Slice(at, len)))
+                    {
+                        // Zeroes over different backing data become a zero cluster, not a cluster of zero bytes.
+                        // (whole clusters only: a partial one past the old backing end would be left unallocated)
+                        if (len == cs && oldSlice.Span.IndexOfAnyExcept((byte)0) < 0)
+                            await image.WriteZeroesAsync(offset + at, len, ct).ConfigureAwait(false);
+                        else
+                            await image.WriteAsync(offset + at, oldSlice, ct).ConfigureAwait(false);
+                    }
                     at += len;
                 }
                 offset += n;

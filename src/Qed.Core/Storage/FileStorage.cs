@@ -94,7 +94,13 @@ public sealed class FileStorage : IBlockStorage
     private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
-        if (first.IsCompletedSuccessfully && first.Result == buffer.Length) return ValueTask.CompletedTask;
+        if (first.IsCompletedSuccessfully)
+        {
+            // A ValueTask may be consumed once: a short read continues from the result taken here.
+            int done = first.Result;
+            if (done == buffer.Length) return ValueTask.CompletedTask;
+            first = ValueTask.FromResult(done);
+        }
         return FinishReadAsync(first, offset, buffer, cancellationToken);
     }
 

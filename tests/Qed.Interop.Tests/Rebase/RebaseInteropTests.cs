@@ -50,6 +50,23 @@ public class RebaseInteropTests
     }
 
     [Fact]
+    public void SafeRebaseOntoABaseHidesItWithZeroClusters()
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "raw", "base.raw", "2M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 1M", "base.raw"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "img.qed", "3M"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 1 1M 64k", "img.qed"));
+        Tool.Ok(dir.QemuImg("convert", "-O", "raw", "img.qed", "want.raw"));
+        Tool.Ok(dir.Qed("rebase", "-b", "base.raw", "-F", "raw", "img.qed"));
+        QemuCheck.AssertClean(dir, "img.qed");
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "img.qed", "want.raw"));
+        // The first MiB (0x55 in the base, zeroes in the image) is zero clusters: no new data clusters.
+        string map = Tool.Ok(dir.QemuImg("map", "--output=json", "img.qed")).StdOut;
+        Assert.Contains("{ \"start\": 0, \"length\": 1048576, \"depth\": 0, \"present\": true, \"zero\": true, \"data\": false}", map);
+    }
+
+    [Fact]
     public void UnsafeRebaseLeavesNoStaleBytesOfALongerName()
     {
         using var dir = new TempDir();
