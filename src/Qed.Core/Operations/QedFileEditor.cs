@@ -145,19 +145,44 @@ internal sealed class QedFileEditor : IAsyncDisposable
     }
 
     /// <summary>
-    /// Gives back the space of unreferenced clusters: data clusters from the end of the file are copied down into
-    /// holes (copies flushed, then the entries, then a flush), and the file is truncated after its last referenced
-    /// cluster. Tables stay where they are. Returns the new file length.
+    /// Gives back the space of unreferenced clusters: L2 tables, then data clusters, from the end of the file are copied
+    /// down into holes (each batch of copies flushed before the entries that point at them, the entries flushed before
+    /// anything is truncated), until nothing more moves; then the file is cut after its last referenced cluster.
+    /// Returns the new file length.
     /// </summary>
     public async Task<long> ReclaimAsync(IProgress<(long Done, long Total)>? progress, CancellationToken ct)
     {
+        long moved;
+        do
+        {
+            moved = await MoveTablesDownAsync(await ScanAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+            moved += await MoveDataDownAsync(await ScanAsync(ct).ConfigureAwait(false), progress, ct).ConfigureAwait(false);
+        }
+        while (moved > 0);
+
+        var scan = await ScanAsync(ct).ConfigureAwait(false);
+        long cs = ClusterSize;
+        long last = _file.Length / cs - 1;
+        while (last >= 0 && !scan.Used.Get(last)) last--;
+        long newLength = (last + 1) * cs;
+        if (newLength < _file.Length)
+        {
+            await _file.SetLengthAsync(newLength, ct).ConfigureAwait(false);
+            await _file.FlushAsync(ct).ConfigureAwait(false);
+        }
+        return newLength;
+    }
+
+    /// <summary>Which clusters are referenced, and by what.</summary>
+    private sealed record Scan(ulong[] L1, SparseBitmap Used, SortedDictionary<long, (long TableOffset, int Index)> DataOwners);
+
+    private async Task<Scan> ScanAsync(CancellationToken ct)
+    {
         var l1 = await ReadL1Async(ct).ConfigureAwait(false);
         long cs = ClusterSize;
-        long fileClusters = _file.Length / cs;
         var used = new SparseBitmap();
         for (long c = 0; c < _header.HeaderSize; c++) used.Set(c);
         for (long c = 0; c < _header.TableSize; c++) used.Set((long)_header.L1TableOffset / cs + c);
-        // Data entries by cluster, so the highest ones can be found and retargeted.
         var owners = new SortedDictionary<long, (long TableOffset, int Index)>();
         foreach (ulong tableOffset in l1)
         {
@@ -172,28 +197,71 @@ internal sealed class QedFileEditor : IAsyncDisposable
                 owners[cluster] = ((long)tableOffset, j);
             }
         }
+        return new Scan(l1, used, owners);
+    }
 
-        // Pair the highest data clusters with the lowest holes below them.
+    /// <summary>Moves L2 tables, highest first, into the lowest free runs below them. Returns how many moved.</summary>
+    private async Task<long> MoveTablesDownAsync(Scan scan, CancellationToken ct)
+    {
+        long cs = ClusterSize, span = _header.TableSize;
+        var freed = new HashSet<long>();
+        bool Free(long c) => !scan.Used.Get(c) || freed.Contains(c);
+        var tables = Enumerable.Range(0, scan.L1.Length).Where(i => scan.L1[i] != 0).OrderByDescending(i => scan.L1[i]).ToList();
+        long moved = 0;
+        var buffer = new byte[TableBytes];
+        var entry = new byte[8];
+        foreach (int i in tables)
+        {
+            ct.ThrowIfCancellationRequested();
+            long from = (long)scan.L1[i] / cs;
+            long to = -1;
+            for (long c = _header.HeaderSize; c + span <= from; c++)
+            {
+                long k = 0;
+                while (k < span && Free(c + k)) k++;
+                if (k == span) { to = c; break; }
+                c += k; // skip past the used cluster
+            }
+            if (to < 0) continue;
+            await _file.ReadAsync(from * cs, buffer, ct).ConfigureAwait(false);
+            await _file.WriteAsync(to * cs, buffer, ct).ConfigureAwait(false);
+            await _file.FlushAsync(ct).ConfigureAwait(false); // the copy is durable before L1 points at it
+            BinaryPrimitives.WriteUInt64LittleEndian(entry, (ulong)(to * cs));
+            await _file.WriteAsync((long)_header.L1TableOffset + 8L * i, entry, ct).ConfigureAwait(false);
+            await _file.FlushAsync(ct).ConfigureAwait(false); // L1 durable before the old copy can be overwritten
+            for (long k = 0; k < span; k++)
+            {
+                scan.Used.Set(to + k);
+                freed.Remove(to + k);
+                freed.Add(from + k);
+            }
+            moved++;
+        }
+        return moved;
+    }
+
+    /// <summary>Moves data clusters, highest first, into the lowest holes below them. Returns how many moved.</summary>
+    private async Task<long> MoveDataDownAsync(Scan scan, IProgress<(long Done, long Total)>? progress, CancellationToken ct)
+    {
+        long cs = ClusterSize;
         var moves = new List<(long From, long To, long TableOffset, int Index)>();
         long hole = _header.HeaderSize;
-        var freed = new HashSet<long>();
-        var descending = owners.Keys.Reverse().ToList();
-        foreach (long from in descending)
+        foreach (long from in scan.DataOwners.Keys.Reverse())
         {
-            while (hole < from && used.Get(hole)) hole++;
+            while (hole < from && scan.Used.Get(hole)) hole++;
             if (hole >= from) break;
-            var (tableOffset, index) = owners[from];
+            var (tableOffset, index) = scan.DataOwners[from];
             moves.Add((from, hole, tableOffset, index));
-            used.Set(hole);
-            freed.Add(from);
+            scan.Used.Set(hole);
             hole++;
         }
 
         const int Batch = 64;
         var buffer = new byte[cs];
+        var entry = new byte[8];
         for (int start = 0; start < moves.Count; start += Batch)
         {
-            var batch = moves.Skip(start).Take(Batch).ToList();
+            var batch = moves.GetRange(start, Math.Min(Batch, moves.Count - start));
             foreach (var m in batch)
             {
                 ct.ThrowIfCancellationRequested();
@@ -201,7 +269,6 @@ internal sealed class QedFileEditor : IAsyncDisposable
                 await _file.WriteAsync(m.To * cs, buffer, ct).ConfigureAwait(false);
             }
             await _file.FlushAsync(ct).ConfigureAwait(false); // copies durable before any entry points at them
-            var entry = new byte[8];
             foreach (var m in batch)
             {
                 BinaryPrimitives.WriteUInt64LittleEndian(entry, (ulong)(m.To * cs));
@@ -210,16 +277,7 @@ internal sealed class QedFileEditor : IAsyncDisposable
             await _file.FlushAsync(ct).ConfigureAwait(false); // entries durable before the old clusters can go
             progress?.Report((Math.Min(start + Batch, moves.Count), moves.Count));
         }
-
-        long last = fileClusters - 1;
-        while (last >= 0 && (!used.Get(last) || freed.Contains(last))) last--;
-        long newLength = (last + 1) * cs;
-        if (newLength < _file.Length)
-        {
-            await _file.SetLengthAsync(newLength, ct).ConfigureAwait(false);
-            await _file.FlushAsync(ct).ConfigureAwait(false);
-        }
-        return newLength;
+        return moves.Count;
     }
 
     /// <summary>
