@@ -43,6 +43,21 @@ public class ResizeInteropTests
     }
 
     [Fact]
+    public void ShrinkMovesTablesAndDataDownSoTheFileIsExactlyWhatItHolds()
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-o", "cluster_size=4k,table_size=2", "img.qed", "16M"));
+        // Written from the end backwards: the L2 table of the first 4 MiB and its data come last in the file.
+        Tool.Ok(dir.QemuIo("-c", "write -P 4 12M 1M", "-c", "write -P 3 8M 1M", "-c", "write -P 2 4M 1M", "-c", "write -P 1 0 1M",
+            "-c", "write -P 5 1536k 512k", "img.qed"));
+        Tool.Ok(dir.Qed("resize", "--shrink", "img.qed", "2M"));
+        QemuCheck.AssertClean(dir, "img.qed");
+        Tool.Ok(dir.QemuIo("-c", "read -P 1 0 1M", "-c", "read -P 0 1M 512k", "-c", "read -P 5 1536k 512k", "img.qed"));
+        // Header cluster, L1 (2 clusters), one L2 table (2 clusters) and 384 data clusters of 4 KiB: nothing else.
+        Assert.Equal((1 + 2 + 2 + 384) * 4096L, new FileInfo(dir["img.qed"]).Length);
+    }
+
+    [Fact]
     public void ShrinkWithoutTheFlagFailsAndChangesNothing()
     {
         using var dir = new TempDir();
