@@ -32,6 +32,8 @@ internal static class AmendCommand
                 opts.ThrowIfAnyLeft("qed (only backing_file and backing_fmt can change in place)");
                 var qed = (QedImage)image;
                 name ??= qed.BackingFilename;
+                if (name is null && backingFormat != null)
+                    throw new CommandException($"Cannot set backing_fmt: '{path}' has no backing file (give backing_file too)");
                 backingFormat ??= name == qed.BackingFilename ? qed.BackingFormat : null;
             }
             await RebaseOperation.RebaseAsync(path, "qed", name, backingFormat, safe: false, cancellationToken: ct);

@@ -5,13 +5,16 @@ namespace Qed.Interop.Tests.Amend;
 /// <summary><c>qed amend</c> changes the backing format and name of a QED image in place and refuses anything else.</summary>
 public class AmendInteropTests
 {
-    [Fact]
-    public void BackingFormatAndNameChangeInPlace()
+    [Theory]
+    [InlineData("qemu-img")]
+    [InlineData("qed")]
+    public void BackingFormatAndNameChangeInPlace(string maker)
     {
         using var dir = new TempDir();
         Tool.Ok(dir.QemuImg("create", "-f", "raw", "base.raw", "1M"));
         Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 1M", "base.raw"));
-        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "base.raw", "-F", "raw", "img.qed"));
+        string[] create = ["create", "-f", "qed", "-b", "base.raw", "-F", "raw", "img.qed"];
+        Tool.Ok(maker == "qed" ? dir.Qed(create) : dir.QemuImg(create));
         Tool.Ok(dir.QemuIo("-c", "write -P 1 0 4k", "img.qed"));
         Tool.Ok(dir.QemuImg("convert", "-O", "raw", "img.qed", "want.raw"));
 
@@ -35,6 +38,9 @@ public class AmendInteropTests
         var result = dir.Qed("amend", "-o", "cluster_size=4k", "img.qed");
         Assert.Equal(1, result.ExitCode);
         Assert.Contains("cluster_size", result.StdErr);
+        var noBacking = dir.Qed("amend", "-o", "backing_fmt=raw", "img.qed");
+        Assert.Equal(1, noBacking.ExitCode);
+        Assert.Contains("no backing file", noBacking.StdErr);
         Assert.Equal(hash, dir.Hash("img.qed"));
     }
 }
