@@ -56,6 +56,10 @@ public static class RebaseOperation
         await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed" }, ct).ConfigureAwait(false);
         await using var newBacking = backing is null ? null
             : await ImageOpener.OpenBackingAsync(QedImage.ResolveBackingPath(path, backing), backingFormat, path, ct).ConfigureAwait(false);
+        string self = ImageOpener.Canonical(path);
+        for (var layer = newBacking; layer != null; layer = layer.Backing)
+            if (ImageOpener.Canonical(layer.Name) == self)
+                throw new ArgumentException($"Could not rebase '{path}' onto '{backing}': the image would be part of its own backing chain");
         long size = image.Size, cs = image.ClusterSize;
         long chunk = Math.Max(cs, 1 << 20);
         byte[] oldView = ArrayPool<byte>.Shared.Rent((int)chunk), newView = ArrayPool<byte>.Shared.Rent((int)chunk);

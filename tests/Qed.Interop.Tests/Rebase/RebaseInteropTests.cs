@@ -104,5 +104,20 @@ public class RebaseInteropTests
         Assert.Equal(1, compat.ExitCode);
         Assert.Contains("compat", compat.StdErr);
         Assert.Equal(hash, dir.Hash("img.qed"));
+
+    [Fact]
+    public void ABackingChainLoopIsRefusedWithoutChange()
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "low.qed", "1M"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "low.qed", "-F", "qed", "high.qed"));
+        string hash = dir.Hash("low.qed");
+        foreach (string target in new[] { "high.qed", "low.qed" })
+        {
+            var result = dir.Qed("rebase", "-b", target, "-F", "qed", "low.qed");
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains("its own backing chain", result.StdErr);
+        }
+        Assert.Equal(hash, dir.Hash("low.qed"));
     }
 }
