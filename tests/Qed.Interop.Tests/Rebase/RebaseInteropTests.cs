@@ -104,6 +104,7 @@ public class RebaseInteropTests
         Assert.Equal(1, compat.ExitCode);
         Assert.Contains("compat", compat.StdErr);
         Assert.Equal(hash, dir.Hash("img.qed"));
+    }
 
     [Fact]
     public void ABackingChainLoopIsRefusedWithoutChange()
