@@ -58,6 +58,13 @@ internal sealed class QedFileEditor : IAsyncDisposable
         await file.ReadAsync(0, bytes, ct).ConfigureAwait(false);
         var header = QedHeader.Parse(bytes);
         header.Validate(file.Length);
+        if (header.AutoclearFeatures != 0)
+        {
+            // As any read-write open: auto-clear bits belong to features this program does not maintain.
+            header = header with { AutoclearFeatures = 0 };
+            await QedImage.WriteHeaderAsync(file, header, ct).ConfigureAwait(false);
+            await file.FlushAsync(ct).ConfigureAwait(false);
+        }
         if (header.NeedsCheck) header = await QedChecker.RepairOnOpenAsync(file, header, ct).ConfigureAwait(false);
         return new QedFileEditor(file, header);
     }

@@ -58,6 +58,22 @@ public class ResizeInteropTests
     }
 
     [Fact]
+    public void UnknownCompatBitsAreKeptAndAutoclearBitsCleared()
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "img.qed", "16M"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 1 0 1M", "-c", "write -P 2 15M 1M", "img.qed"));
+        HeaderEditor.SetU64(dir["img.qed"], 24, 0x40);  // compat: ignored, never rewritten away
+        HeaderEditor.SetU64(dir["img.qed"], 32, 0x80);  // autoclear: cleared by a writer that does not know it
+        Tool.Ok(dir.Qed("resize", "--shrink", "img.qed", "2M"));
+        byte[] header = dir.Bytes("img.qed");
+        Assert.Equal(0x40UL, BitConverter.ToUInt64(header, 24));
+        Assert.Equal(0UL, BitConverter.ToUInt64(header, 32));
+        Assert.Equal(2UL << 20, BitConverter.ToUInt64(header, 48));
+        Tool.Ok(dir.QemuIo("-c", "read -P 1 0 1M", "-c", "read -P 0 1M 1M", "img.qed"));
+    }
+
+    [Fact]
     public void ShrinkWithoutTheFlagFailsAndChangesNothing()
     {
         using var dir = new TempDir();
