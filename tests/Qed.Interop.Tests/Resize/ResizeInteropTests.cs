@@ -107,6 +107,23 @@ public class ResizeInteropTests
     }
 
     [Fact]
+    public void ShrinkThenGrowOverALongerBackingFileReadsZeroes()
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "raw", "base.raw", "8M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 8M", "base.raw"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "base.raw", "-F", "raw", "img.qed"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 1 1M 64k", "-c", "write -P 2 3M 4k", "-c", "write -P 3 6M 64k", "img.qed"));
+        Tool.Ok(dir.QemuImg("convert", "-O", "raw", "img.qed", "ref.raw"));
+        // 3 MiB + 512: the cut falls inside a data cluster; everything after it must read as zeroes once grown again.
+        Tool.Ok(dir.Qed("resize", "--shrink", "img.qed", "3146240"));
+        Tool.Ok(dir.Qed("resize", "img.qed", "8M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -z 3146240 5242368", "ref.raw"));
+        QemuCheck.AssertClean(dir, "img.qed");
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "img.qed", "ref.raw"));
+    }
+
+    [Fact]
     public void RawAndQcow2Resize()
     {
         using var dir = new TempDir();
