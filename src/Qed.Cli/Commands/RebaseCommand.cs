@@ -3,12 +3,12 @@ using Qed.Operations;
 
 namespace Qed.Cli.Commands;
 
-/// <summary><c>qed rebase [-f fmt] [-u] -b backing [-F fmt] [-p] FILE</c>, as qemu-img rebase (QED images).</summary>
+/// <summary><c>qed rebase [-f fmt] [-u] -b backing [-F fmt] [-p] FILE</c>, as qemu-img rebase (QED and qcow2 images).</summary>
 internal static class RebaseCommand
 {
     public static Command Build()
     {
-        var format = new Option<string?>("-f") { Description = "Image format (probed if omitted; qed)" };
+        var format = new Option<string?>("-f") { Description = "Image format (probed if omitted; qed or qcow2)" };
         var unsafeMode = new Option<bool>("-u") { Description = "Unsafe: change the header only, copy nothing" };
         var backing = new Option<string?>("-b") { Description = "The new backing file ('' for none)" };
         var backingFormat = new Option<string?>("-F") { Description = "Format of the new backing file (raw sets NO_PROBE)" };

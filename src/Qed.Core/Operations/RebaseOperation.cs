@@ -5,24 +5,32 @@ namespace Qed.Operations;
 /// <summary>
 /// qemu-img rebase: changes the backing file an image names. Safe mode first copies into the image every cluster the
 /// image does not hold itself whose content differs between the old and the new backing file, so the image reads the
-/// same afterwards; unsafe mode (-u) only rewrites the header. Supported for QED images.
+/// same afterwards; unsafe mode (-u) only rewrites the header. Supported for QED and qcow2 images.
 /// </summary>
 public static class RebaseOperation
 {
-    /// <summary>Rebases the QED image at <paramref name="path"/> onto <paramref name="backing"/> ("" or null: none).</summary>
+    /// <summary>Rebases the QED or qcow2 image at <paramref name="path"/> onto <paramref name="backing"/> ("" or null: none).</summary>
     /// <param name="path">The image.</param>
-    /// <param name="format">Its format (qed), or null to probe.</param>
+    /// <param name="format">Its format (qed or qcow2), or null to probe.</param>
     /// <param name="backing">The new backing file name, stored as given (relative names are relative to the image's folder).</param>
     /// <param name="backingFormat">The new backing file's format; raw sets NO_PROBE, null leaves it to be probed.</param>
     /// <param name="safe">Copy differing clusters first (false: header only, as -u).</param>
     /// <param name="progress">Bytes of the image examined.</param>
     /// <param name="cancellationToken">Cancels the copy; the header is then unchanged and the image reads as before.</param>
-    /// <exception cref="NotSupportedException">The image is not QED, or has unknown compat feature bits.</exception>
+    /// <exception cref="NotSupportedException">The image is raw, has unknown (QED) compat feature bits, or is a dirty qcow2.</exception>
     /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
     public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe,
         IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrEmpty(backing)) backing = null;
+        format ??= await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+        if (format == "qcow2")
+        {
+            await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: true, cancellationToken).ConfigureAwait(false);
+            if (safe) await CopyDifferencesAsync(path, format, backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+            await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: false, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         await using (var editor = await OpenQedAsync(path, format, cancellationToken).ConfigureAwait(false))
         {
             // Refuse what the header write would refuse before copying anything.
@@ -32,28 +40,35 @@ public static class RebaseOperation
                 await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error
             }
         }
-        if (safe) await CopyDifferencesAsync(path, backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+        if (safe) await CopyDifferencesAsync(path, "qed", backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
         await using (var editor = await OpenQedAsync(path, "qed", cancellationToken).ConfigureAwait(false))
             await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task<QedFileEditor> OpenQedAsync(string path, string? format, CancellationToken ct)
+    private static async Task<string> ProbeAsync(string path, CancellationToken ct)
     {
-        if (format is not null and not "qed")
-            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed)");
-        if (format is null)
+        try
         {
             await using var probe = Storage.FileStorage.Open(path, writable: false);
-            string probed = await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
-            if (probed != "qed") throw new NotSupportedException($"Rebasing {probed} images is not supported (only qed)");
+            return await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
         }
-        return await QedFileEditor.OpenAsync(path, ct).ConfigureAwait(false);
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Could not open '{path}': No such file or directory", path, e);
+        }
     }
 
-    private static async Task CopyDifferencesAsync(string path, string? backing, string? backingFormat,
+    private static Task<QedFileEditor> OpenQedAsync(string path, string format, CancellationToken ct)
+    {
+        if (format != "qed")
+            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed and qcow2)");
+        return QedFileEditor.OpenAsync(path, ct);
+    }
+
+    private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat,
         IProgress<ConvertProgress>? progress, CancellationToken ct)
     {
-        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed" }, ct).ConfigureAwait(false);
+        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format }, ct).ConfigureAwait(false);
         await using var newBacking = backing is null ? null
             : await ImageOpener.OpenBackingAsync(QedImage.ResolveBackingPath(path, backing), backingFormat, path, ct).ConfigureAwait(false);
         string self = ImageOpener.Canonical(path);

@@ -121,4 +121,35 @@ public class RebaseInteropTests
         }
         Assert.Equal(hash, dir.Hash("low.qed"));
     }
+
+    [Theory]
+    [InlineData("1.1")]
+    [InlineData("0.10")]
+    public void Qcow2OverlaysRebaseSafelyAndUnsafely(string compat)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "raw", "old.raw", "4M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 2M", "old.raw"));
+        Tool.Ok(dir.QemuImg("create", "-f", "raw", "new-and-longer-name.raw", "4M"));
+        Tool.Ok(dir.QemuIo("-f", "raw", "-c", "write -P 0x55 0 1M", "-c", "write -P 0x66 1M 3M", "new-and-longer-name.raw"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qcow2", "-o", $"compat={compat}", "-b", "old.raw", "-F", "raw", "img.qcow2"));
+        Tool.Ok(dir.QemuIo("-f", "qcow2", "-c", "write -P 1 3M 64k", "-c", "write -P 2 100k 8k", "img.qcow2"));
+        Tool.Ok(dir.QemuImg("convert", "-O", "raw", "img.qcow2", "want.raw"));
+
+        Tool.Ok(dir.Qed("rebase", "-b", "new-and-longer-name.raw", "-F", "raw", "img.qcow2"));
+        Tool.Ok(dir.QemuImg("check", "img.qcow2"));
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "img.qcow2", "want.raw"));
+        string info = Tool.Ok(dir.QemuImg("info", "img.qcow2")).StdOut;
+        Assert.Contains("backing file: new-and-longer-name.raw", info);
+        Assert.Contains("backing file format: raw", info);
+
+        // Back to the shorter name, header only: no byte of the longer name is left behind it.
+        Tool.Ok(dir.Qed("rebase", "-u", "-b", "old.raw", "img.qcow2"));
+        Tool.Ok(dir.QemuImg("check", "img.qcow2"));
+        Assert.DoesNotContain("backing file format", Tool.Ok(dir.QemuImg("info", "img.qcow2")).StdOut);
+        byte[] bytes = dir.Bytes("img.qcow2");
+        long nameAt = (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(8));
+        Assert.Equal("old.raw", Encoding.ASCII.GetString(bytes, (int)nameAt, 7));
+        Assert.True(bytes.AsSpan((int)nameAt + 7, 512).IndexOfAnyExcept((byte)0) < 0, "no stale name bytes");
+    }
 }
