@@ -13,6 +13,11 @@ internal static class CommandRegistry
         yield return MapCommand.Build();
         yield return ConvertCommand.Build();
         yield return CompareCommand.Build();
+        yield return ResizeCommand.Build();
+        yield return CommitCommand.Build();
+        yield return RebaseCommand.Build();
+        yield return MeasureCommand.Build();
+        yield return AmendCommand.Build();
         yield return IoCommand.Build();
         yield return BenchCommand.Build();
         yield return StreamCommand.Build();

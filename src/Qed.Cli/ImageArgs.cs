@@ -4,13 +4,14 @@ namespace Qed.Cli;
 internal static class ImageArgs
 {
     /// <summary>Opens <paramref name="path"/>; any failure becomes one <see cref="CommandException"/> line naming the file.</summary>
-    public static async Task<DiskImage> OpenAsync(string path, string? format, bool readOnly, bool noBacking = false, CancellationToken ct = default)
+    public static async Task<DiskImage> OpenAsync(string path, string? format, bool readOnly, bool noBacking = false, CancellationToken ct = default,
+        Storage.CacheMode cache = Storage.CacheMode.WriteBack)
     {
         if (format is not null and not ("qed" or "raw" or "qcow2"))
             throw new CommandException($"Unknown file format '{format}'");
         try
         {
-            return await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = readOnly, NoBacking = noBacking }, ct);
+            return await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = readOnly, NoBacking = noBacking, Cache = cache }, ct);
         }
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException or InvalidDataException)
         {

@@ -23,6 +23,13 @@ internal static class ProgressDisplay
             plain.Finish();
             return;
         }
+        await RunWithBarAsync(description, work);
+    }
+
+    // Separate and not inlined so that Spectre.Console is only loaded when a bar is shown (start-up time of every command).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static async Task RunWithBarAsync(string description, Func<IProgress<(long Done, long Total)>?, Task> work)
+    {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         await console.Progress()
             .AutoClear(false)

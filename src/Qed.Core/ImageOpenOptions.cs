@@ -14,6 +14,12 @@ public sealed record ImageOpenOptions
     /// <summary>Do not open the backing chain (for info and rebase -u on images whose backing file is gone).</summary>
     public bool NoBacking { get; init; }
 
+    /// <summary>
+    /// A backing file (by path, compared after resolving links) to open read-write rather than read-only: the base of
+    /// a commit. Every other backing layer stays read-only.
+    /// </summary>
+    public string? WritableBacking { get; init; }
+
     /// <summary>Skip the automatic check and repair of an image whose NEED_CHECK bit is set (for <c>check</c> itself).</summary>
     public bool SkipAutomaticCheck { get; init; }
 

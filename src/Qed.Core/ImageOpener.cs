@@ -20,11 +20,14 @@ internal static class ImageOpener
     public static Task<DiskImage> OpenBackingAsync(string path, string? format, string forImage, CancellationToken ct) =>
         OpenBackingLayerAsync(path, format, forImage, [], ct);
 
-    private static async Task<DiskImage> OpenBackingLayerAsync(string path, string? format, string forImage, List<string> chain, CancellationToken ct)
+    private static async Task<DiskImage> OpenBackingLayerAsync(string path, string? format, string forImage, List<string> chain, CancellationToken ct,
+        string? writable = null)
     {
         try
         {
-            return await OpenLayerAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, chain, ct).ConfigureAwait(false);
+            bool write = writable != null && Canonical(writable) == Canonical(path);
+            var options = new ImageOpenOptions { Format = format, ReadOnly = !write, WritableBacking = write ? null : writable };
+            return await OpenLayerAsync(path, options, chain, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -57,13 +60,13 @@ internal static class ImageOpener
             {
                 case "qed":
                     return await QedImage.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking),
                         ct).ConfigureAwait(false);
                 case "raw":
                     return new RawImage(file, options.ReadOnly);
                 case "qcow2":
                     return await Qcow2Image.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking),
                         ct).ConfigureAwait(false);
                 default:
                     throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)");
@@ -87,7 +90,7 @@ internal static class ImageOpener
         return "raw";
     }
 
-    private static string Canonical(string path)
+    internal static string Canonical(string path)
     {
         string full = Path.GetFullPath(path);
         try

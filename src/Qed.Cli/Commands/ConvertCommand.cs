@@ -12,14 +12,17 @@ internal static class ConvertCommand
     public static Command Build()
     {
         var format = new Option<string?>("-f") { Description = "Source format (probed if omitted)" };
-        var outFormat = new Option<string>("-O") { Description = "Target format (qed, raw)", DefaultValueFactory = _ => "raw" };
-        var options = new Option<string[]>("-o") { Description = "Target format options: cluster_size=, table_size=, backing_file=, backing_fmt=" };
+        var outFormat = new Option<string>("-O") { Description = "Target format (qed, qcow2, raw)", DefaultValueFactory = _ => "raw" };
+        var options = new Option<string[]>("-o") { Description = "Target format options: cluster_size=, table_size= (qed), compat= (qcow2: 0.10 or 1.1), backing_file=, backing_fmt=" };
         var backing = new Option<string?>("-B") { Description = "Backing file of the target: only data that differs from it is written" };
         var backingFormat = new Option<string?>("-F") { Description = "Format of the -B backing file" };
         var showProgress = new Option<bool>("-p") { Description = "Show progress on stderr" };
         var noCreate = new Option<bool>("-n") { Description = "Do not create the target: write into an existing image" };
+        var targetIsZero = new Option<bool>("--target-is-zero") { Description = "With -n: the existing target reads as zeroes, so zero ranges are not written" };
         var sparse = new Option<string?>("-S") { Description = "All-zero runs of this size are not written (default 4k; 0 writes everything)" };
         var parallel = new Option<int>("-m") { Description = "Chunk copies in flight (1 to 16, default 8)", DefaultValueFactory = _ => 8 };
+        var cache = new Option<string>("-t") { Description = "Cache mode of the target: unsafe (qemu-img's default for convert: no sync), writeback (sync at the end), writethrough, none, directsync", DefaultValueFactory = _ => "unsafe" };
+        var sourceCache = new Option<string?>("-T") { Description = "Accepted for qemu-img compatibility (sources are read through the host cache)" };
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
         var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
@@ -27,7 +30,7 @@ internal static class ConvertCommand
         var dst = new Argument<string>("DST");
         var command = new Command("convert", "Copy an image into a new image of any format, keeping it sparse")
         {
-            format, outFormat, options, backing, backingFormat, showProgress, noCreate, sparse, parallel, quiet, forceShare, outOfOrder, src, dst,
+            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, src, dst,
         };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
@@ -47,6 +50,10 @@ internal static class ConvertCommand
             int inFlight = parse.GetValue(parallel);
             if (inFlight is < 1 or > 16) throw new CommandException($"Invalid number of coroutines: {inFlight} (allowed: 1 to 16)");
             bool create = !parse.GetValue(noCreate);
+            var cacheMode = Storage.CacheModes.Parse(parse.GetValue(cache)!);
+            bool zeroed = parse.GetValue(targetIsZero);
+            if (zeroed && create) throw new CommandException("--target-is-zero requires use of -n flag");
+            if (zeroed && b != null) throw new CommandException("--target-is-zero cannot be used with a backing file (-B)");
 
             // The source is opened (and so validated) before the target is touched.
             await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct);
@@ -58,11 +65,11 @@ internal static class ConvertCommand
             else opts.ThrowIfAnyLeft(targetFormat);
             try
             {
-                await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct);
-                var copy = new ConvertOptions { TargetIsZeroed = create, MinSparse = minSparse, Parallelism = inFlight };
+                await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct, cache: cacheMode);
+                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
-                        progress is null ? null : new Relay(progress), ct));
+                        Relay.Of(progress), ct));
             }
             catch when (create)
             {
@@ -92,6 +99,25 @@ internal static class ConvertCommand
                 opts.ThrowIfAnyLeft("qed");
                 await QedImage.CreateAsync(path, create, ct);
                 break;
+            case "qcow2":
+                var qcow2 = new Formats.Qcow2.Qcow2CreateOptions
+                {
+                    Size = size,
+                    BackingFile = backing,
+                    BackingFormat = backingFormat,
+                    ClusterSize = (int)(opts.TakeSize("cluster_size") ?? 65536),
+                    Version = opts.Take("compat") switch
+                    {
+                        null or "1.1" or "v3" => 3,
+                        "0.10" or "v2" => 2,
+                        var other => throw new CommandException($"Invalid compatibility level: '{other}' (use 0.10 or 1.1)"),
+                    },
+                };
+                if (opts.Take("preallocation") is { } prealloc && prealloc != "off")
+                    throw new CommandException($"Unsupported preallocation mode '{prealloc}' (only off)");
+                opts.ThrowIfAnyLeft("qcow2");
+                await Formats.Qcow2.Qcow2Image.CreateAsync(path, qcow2, ct);
+                break;
             case "raw":
                 if (backing != null) throw new CommandException("The raw format does not support backing files");
                 opts.ThrowIfAnyLeft("raw");
@@ -99,7 +125,7 @@ internal static class ConvertCommand
                     stream.SetLength(size); // sparse: the copy skips zeroes
                 break;
             default:
-                throw new CommandException($"Unknown or unsupported target format '{targetFormat}' (known: qed, raw)");
+                throw new CommandException($"Unknown or unsupported target format '{targetFormat}' (known: qed, qcow2, raw)");
         }
     }
 
@@ -112,10 +138,5 @@ internal static class ConvertCommand
             catch (IOException) { return full; }
         }
         return string.Equals(Canonical(a), Canonical(b), StringComparison.Ordinal);
-    }
-
-    private sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>
-    {
-        public void Report(ConvertProgress value) => inner.Report((value.BytesDone, value.TotalBytes));
     }
 }

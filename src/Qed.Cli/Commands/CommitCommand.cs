@@ -1,0 +1,45 @@
+using System.CommandLine;
+using Qed.Operations;
+
+namespace Qed.Cli.Commands;
+
+/// <summary><c>qed commit [-f fmt] [-b base] [-d] [-p] FILE</c>, as qemu-img commit, except that a QED image is emptied.</summary>
+internal static class CommitCommand
+{
+    public static Command Build()
+    {
+        var format = new Option<string?>("-f") { Description = "Image format (probed if omitted)" };
+        var baseOption = new Option<string?>("-b") { Description = "The backing layer to commit into (default: the image's backing file)" };
+        var keep = new Option<bool>("-d") { Description = "Do not empty the image after the commit" };
+        var showProgress = new Option<bool>("-p") { Description = "Show progress on stderr" };
+        var quiet = new Option<bool>("-q") { Description = "Quiet" };
+        var cache = new Option<string?>("-t") { Description = "Accepted for qemu-img compatibility (the base is synced before the image is emptied)" };
+        var file = new Argument<string>("FILE");
+        var command = new Command("commit", "Write an image's data into its backing file, then empty the image") { format, baseOption, keep, showProgress, quiet, cache, file };
+        CliRunner.SetAction(command, async (parse, ct) =>
+        {
+            string path = parse.GetValue(file)!;
+            var options = new CommitOptions { Base = parse.GetValue(baseOption), KeepTop = parse.GetValue(keep) };
+            try
+            {
+                await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Committing", progress =>
+                    CommitOperation.CommitAsync(path, parse.GetValue(format), options, Relay.Of(progress), ct));
+            }
+            catch (Exception e) when (e is ImageFormatException or IOException)
+            {
+                throw new CommandException(CliRunner.Describe(e).StartsWith("Could not", StringComparison.Ordinal) ? CliRunner.Describe(e) : $"Could not commit '{path}': {CliRunner.Describe(e)}", e);
+            }
+            if (!parse.GetValue(quiet)) Console.WriteLine("Image committed.");
+            return 0;
+        });
+        return command;
+    }
+}
+
+/// <summary>Adapts the library's byte progress to the display's (done, total) pairs.</summary>
+internal sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>
+{
+    public static Relay? Of(IProgress<(long Done, long Total)>? inner) => inner is null ? null : new Relay(inner);
+
+    public void Report(ConvertProgress value) => inner.Report((value.BytesDone, value.TotalBytes));
+}

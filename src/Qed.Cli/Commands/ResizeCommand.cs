@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Qed.Operations;
+
+namespace Qed.Cli.Commands;
+
+/// <summary><c>qed resize [-f fmt] [--shrink] FILE [+|-]SIZE</c>, as qemu-img resize.</summary>
+internal static class ResizeCommand
+{
+    public static Command Build()
+    {
+        var format = new Option<string?>("-f") { Description = "Image format (probed if omitted)" };
+        var shrink = new Option<bool>("--shrink") { Description = "Allow shrinking: data past the new end is dropped" };
+        var quiet = new Option<bool>("-q") { Description = "Quiet" };
+        var prealloc = new Option<string?>("--preallocation") { Description = "Only off is supported" };
+        var file = new Argument<string>("FILE");
+        // "-1G" looks like an option to the parser, so the size is taken from the unmatched tokens too.
+        var size = new Argument<string?>("SIZE") { Arity = ArgumentArity.ZeroOrOne, Description = "New size, or +SIZE / -SIZE relative to the current one" };
+        var command = new Command("resize", "Change the virtual size of an image") { format, shrink, quiet, prealloc, file, size };
+        command.TreatUnmatchedTokensAsErrors = false;
+        CliRunner.SetAction(command, async (parse, ct) =>
+        {
+            string path = parse.GetValue(file)!;
+            string? text = parse.GetValue(size) ?? parse.UnmatchedTokens.FirstOrDefault();
+            if (text is null) throw new CommandException("Expecting image file name and size");
+            if (parse.UnmatchedTokens.Count > (parse.GetValue(size) is null ? 1 : 0))
+                throw new CommandException($"Unrecognized argument '{parse.UnmatchedTokens[^1]}'");
+            if (parse.GetValue(prealloc) is { } p && p != "off") throw new CommandException($"Unsupported preallocation mode '{p}'");
+            int sign = text.StartsWith('+') ? 1 : text.StartsWith('-') ? -1 : 0;
+            if (!SizeParser.TryParse(sign == 0 ? text : text[1..], out long bytes))
+                throw new CommandException($"Invalid image size specified: '{text}'");
+            long newSize = bytes;
+            if (sign != 0)
+            {
+                await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, noBacking: true, ct: ct);
+                newSize = image.Size + sign * bytes;
+                if (newSize < 0) throw new CommandException($"New image size {newSize} would be negative");
+            }
+            await ResizeOperation.ResizeAsync(path, parse.GetValue(format), newSize, parse.GetValue(shrink), ct);
+            if (!parse.GetValue(quiet)) Console.WriteLine("Image resized.");
+            return 0;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,129 @@
+using System.Buffers;
+
+namespace Qed.Operations;
+
+/// <summary>Options of <see cref="CommitOperation"/>.</summary>
+public sealed record CommitOptions
+{
+    /// <summary>The layer to commit into (a path in the backing chain); null for the image's own backing file.</summary>
+    public string? Base { get; init; }
+
+    /// <summary>Leave the committed image as it is (qemu-img commit -d) instead of emptying it.</summary>
+    public bool KeepTop { get; init; }
+
+    /// <summary>Chunk copies kept in flight.</summary>
+    public int Parallelism { get; init; } = 8;
+}
+
+/// <summary>
+/// qemu-img commit: writes what the image (and the layers between it and the base) hold into the base, flushes the
+/// base, then empties the image so it reads through to the base (QEMU cannot empty a QED image; this does). Until the
+/// base is flushed the image is untouched, so a commit cancelled or crashed at any point loses nothing: the image still
+/// reads as before, and the base holds some of the image's data, as a commit means it to.
+/// </summary>
+public static class CommitOperation
+{
+    /// <summary>Commits the image at <paramref name="path"/> into its backing file (or <see cref="CommitOptions.Base"/>).</summary>
+    /// <returns>The path of the base that received the data.</returns>
+    /// <exception cref="ArgumentException">The image has no backing file, or the base is not in its chain.</exception>
+    public static async Task<string> CommitAsync(string path, string? format, CommitOptions? options = null,
+        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new CommitOptions();
+        // First look at the chain read-only: find the base and whether it must grow to hold the image.
+        string basePath;
+        string baseFormat;
+        long topSize, baseSize;
+        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, cancellationToken).ConfigureAwait(false))
+        {
+            format = top.Format;
+            var layer = FindBase(top, options.Base);
+            basePath = layer.Name;
+            baseFormat = layer.Format;
+            topSize = top.Size;
+            baseSize = layer.Size;
+        }
+        if (baseSize < topSize)
+            await ResizeOperation.ResizeAsync(basePath, baseFormat, topSize, allowShrink: false, cancellationToken).ConfigureAwait(false);
+
+        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, WritableBacking = basePath },
+            cancellationToken).ConfigureAwait(false))
+        {
+            var baseImage = FindBase(top, basePath);
+            int baseDepth = 0;
+            for (var l = top; l != baseImage; l = l.Backing!) baseDepth++;
+            if (baseImage.IsReadOnly) throw new InvalidOperationException($"The base '{basePath}' could not be opened for writing");
+            await CopyAsync(top, baseImage, baseDepth, options.Parallelism, progress, cancellationToken).ConfigureAwait(false);
+            await baseImage.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        // The base now durably holds everything the image showed: emptying it cannot lose data.
+        if (!options.KeepTop && format == "qed")
+        {
+            await using var editor = await QedFileEditor.OpenAsync(path, CancellationToken.None).ConfigureAwait(false);
+            await editor.EmptyAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        return basePath;
+    }
+
+    private static DiskImage FindBase(DiskImage top, string? basePath)
+    {
+        if (top.Backing is null) throw new ArgumentException($"Image '{top.Name}' does not have a backing file");
+        if (basePath is null) return top.Backing;
+        string wanted = ImageOpener.Canonical(basePath);
+        for (var layer = top.Backing; layer != null; layer = layer.Backing)
+            if (ImageOpener.Canonical(layer.Name) == wanted) return layer;
+        throw new ArgumentException($"'{basePath}' is not in the backing chain of '{top.Name}'");
+    }
+
+    private readonly record struct Piece(long Offset, int Length, bool Zero);
+
+    private static async Task CopyAsync(DiskImage top, DiskImage baseImage, int baseDepth, int parallelism,
+        IProgress<ConvertProgress>? progress, CancellationToken ct)
+    {
+        const int Chunk = 1 << 20;
+        long total = top.Size, done = 0;
+        progress?.Report(new ConvertProgress(0, total));
+        async IAsyncEnumerable<Piece> Pieces()
+        {
+            await foreach (var extent in AllocationMap.EnumerateAsync(top, 0, top.Size, ct).ConfigureAwait(false))
+            {
+                // Only what a layer above the base supplies; the base's own content and holes stay as they are.
+                if (extent.Depth >= baseDepth || !extent.Present)
+                {
+                    progress?.Report(new ConvertProgress(Interlocked.Add(ref done, extent.Length), total));
+                    continue;
+                }
+                for (long offset = extent.Offset, end = extent.Offset + extent.Length; offset < end;)
+                {
+                    long next = Math.Min(end, (offset / Chunk + 1) * Chunk);
+                    yield return new Piece(offset, (int)(next - offset), extent.Zero && !extent.Data);
+                    offset = next;
+                }
+            }
+        }
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = ct };
+        await Parallel.ForEachAsync(Pieces(), parallel, async (piece, token) =>
+        {
+            if (piece.Zero)
+            {
+                await baseImage.WriteZeroesAsync(piece.Offset, piece.Length, token).ConfigureAwait(false);
+            }
+            else
+            {
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(piece.Length);
+                try
+                {
+                    var memory = buffer.AsMemory(0, piece.Length);
+                    await top.ReadAsync(piece.Offset, memory, token).ConfigureAwait(false);
+                    await baseImage.WriteAsync(piece.Offset, memory, token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+            progress?.Report(new ConvertProgress(Interlocked.Add(ref done, piece.Length), total));
+        }).ConfigureAwait(false);
+    }
+}

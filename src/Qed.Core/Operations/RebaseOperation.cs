@@ -1,0 +1,151 @@
+using System.Buffers;
+
+namespace Qed.Operations;
+
+/// <summary>
+/// qemu-img rebase: changes the backing file an image names. Safe mode first copies into the image every cluster the
+/// image does not hold itself whose content differs between the old and the new backing file, so the image reads the
+/// same afterwards; unsafe mode (-u) only rewrites the header. Supported for QED and qcow2 images.
+/// </summary>
+public static class RebaseOperation
+{
+    /// <summary>Rebases the QED or qcow2 image at <paramref name="path"/> onto <paramref name="backing"/> ("" or null: none).</summary>
+    /// <param name="path">The image.</param>
+    /// <param name="format">Its format (qed or qcow2), or null to probe.</param>
+    /// <param name="backing">The new backing file name, stored as given (relative names are relative to the image's folder).</param>
+    /// <param name="backingFormat">The new backing file's format; raw sets NO_PROBE, null leaves it to be probed.</param>
+    /// <param name="safe">Copy differing clusters first (false: header only, as -u).</param>
+    /// <param name="progress">Bytes of the image examined.</param>
+    /// <param name="cancellationToken">Cancels the copy; the header is then unchanged and the image reads as before.</param>
+    /// <exception cref="NotSupportedException">The image is raw, has unknown (QED) compat feature bits, or is a dirty qcow2.</exception>
+    /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
+    public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe,
+        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(backing)) backing = null;
+        format ??= await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+        if (format == "qcow2")
+        {
+            await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: true, cancellationToken).ConfigureAwait(false);
+            if (safe) await CopyDifferencesAsync(path, format, backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+            await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: false, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        await using (var editor = await OpenQedAsync(path, format, cancellationToken).ConfigureAwait(false))
+        {
+            // Refuse what the header write would refuse before copying anything.
+            if (editor.Header.CompatFeatures != 0 || (backing != null && System.Text.Encoding.UTF8.GetByteCount(backing) > Math.Min(Format.QedHeader.MaxBackingNameLength, editor.Header.HeaderSize * editor.Header.ClusterSize - 64))
+                || (backingFormat != null && !QedImage.KnownFormats.Contains(backingFormat)))
+            {
+                await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error
+            }
+        }
+        if (safe) await CopyDifferencesAsync(path, "qed", backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+        await using (var editor = await OpenQedAsync(path, "qed", cancellationToken).ConfigureAwait(false))
+            await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<string> ProbeAsync(string path, CancellationToken ct)
+    {
+        try
+        {
+            await using var probe = Storage.FileStorage.Open(path, writable: false);
+            return await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new FileNotFoundException($"Could not open '{path}': No such file or directory", path, e);
+        }
+    }
+
+    private static Task<QedFileEditor> OpenQedAsync(string path, string format, CancellationToken ct)
+    {
+        if (format != "qed")
+            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed and qcow2)");
+        return QedFileEditor.OpenAsync(path, ct);
+    }
+
+    private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat,
+        IProgress<ConvertProgress>? progress, CancellationToken ct)
+    {
+        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format }, ct).ConfigureAwait(false);
+        await using var newBacking = backing is null ? null
+            : await ImageOpener.OpenBackingAsync(QedImage.ResolveBackingPath(path, backing), backingFormat, path, ct).ConfigureAwait(false);
+        string self = ImageOpener.Canonical(path);
+        for (var layer = newBacking; layer != null; layer = layer.Backing)
+            if (ImageOpener.Canonical(layer.Name) == self)
+                throw new ArgumentException($"Could not rebase '{path}' onto '{backing}': the image would be part of its own backing chain");
+        long size = image.Size, cs = image.ClusterSize;
+        long chunk = Math.Max(cs, 1 << 20);
+        byte[] oldView = ArrayPool<byte>.Shared.Rent((int)chunk), newView = ArrayPool<byte>.Shared.Rent((int)chunk);
+        try
+        {
+            for (long offset = 0; offset < size;)
+            {
+                var extent = await image.GetLayerExtentAsync(offset, Math.Min(chunk, size - offset), ct).ConfigureAwait(false);
+                if (extent.Kind != ExtentKind.Unallocated)
+                {
+                    offset += extent.Length;
+                    progress?.Report(new ConvertProgress(offset, size));
+                    continue;
+                }
+                // Extents of an unallocated run start and end on cluster boundaries (or the image end).
+                int n = (int)extent.Length;
+                // Where both the old chain and the new backing file read as zeroes without data there is nothing to
+                // compare: this keeps rebasing large sparse images cheap.
+                long zeroRun = await ZeroRunAsync(image, offset, n, ct).ConfigureAwait(false);
+                if (zeroRun > 0 && newBacking != null && offset < newBacking.Size)
+                    zeroRun = Math.Min(zeroRun, await ZeroRunAsync(newBacking, offset, Math.Min(n, newBacking.Size - offset), ct).ConfigureAwait(false));
+                zeroRun = zeroRun / cs * cs;
+                if (zeroRun > 0)
+                {
+                    offset += zeroRun;
+                    progress?.Report(new ConvertProgress(offset, size));
+                    continue;
+                }
+                var oldMem = oldView.AsMemory(0, n);
+                var newMem = newView.AsMemory(0, n);
+                await image.ReadAsync(offset, oldMem, ct).ConfigureAwait(false); // reads through the old backing file
+                newMem.Span.Clear();
+                if (newBacking != null && offset < newBacking.Size)
+                    await newBacking.ReadAsync(offset, newMem[..(int)Math.Min(n, newBacking.Size - offset)], ct).ConfigureAwait(false);
+                for (int at = 0; at < n;)
+                {
+                    int len = (int)Math.Min(n - at, cs - (offset + at) % cs);
+                    var oldSlice = oldMem.Slice(at, len);
+                    if (!oldSlice.Span.SequenceEqual(newMem.Span.Slice(at, len)))
+                    {
+                        // Zeroes over different backing data become a zero cluster, not a cluster of zero bytes.
+                        // (whole clusters only: a partial one past the old backing end would be left unallocated)
+                        if (len == cs && oldSlice.Span.IndexOfAnyExcept((byte)0) < 0)
+                            await image.WriteZeroesAsync(offset + at, len, ct).ConfigureAwait(false);
+                        else
+                            await image.WriteAsync(offset + at, oldSlice, ct).ConfigureAwait(false);
+                    }
+                    at += len;
+                }
+                offset += n;
+                progress?.Report(new ConvertProgress(offset, size));
+            }
+            await image.FlushAsync(ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(oldView);
+            ArrayPool<byte>.Shared.Return(newView);
+        }
+    }
+
+    /// <summary>Bytes from <paramref name="offset"/> (at most <paramref name="length"/>) that read as zeroes with no data below.</summary>
+    private static async ValueTask<long> ZeroRunAsync(DiskImage image, long offset, long length, CancellationToken ct)
+    {
+        long run = 0;
+        while (run < length)
+        {
+            var extent = await AllocationMap.GetExtentAsync(image, offset + run, length - run, ct).ConfigureAwait(false);
+            if (extent.Data || !extent.Zero) break;
+            run += extent.Length;
+        }
+        return run;
+    }
+}
