@@ -61,7 +61,7 @@ internal static class ConvertCommand
             for (var layer = source; layer != null; layer = layer.Backing)
                 if (SameFile(layer.Name, dstPath))
                     throw new CommandException($"Could not write '{dstPath}': it is part of the source image chain ('{layer.Name}')");
-            if (create) await CreateTargetAsync(targetFormat, dstPath, source.Size, opts, b, bf, ct);
+            if (create) await ImageCreator.CreateAsync(targetFormat, dstPath, source.Size, opts, b, bf, unsafeBacking: false, ct);
             else opts.ThrowIfAnyLeft(targetFormat);
             try
             {
@@ -80,53 +80,6 @@ internal static class ConvertCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>The create step: the only place that knows target formats. Other formats add a case here.</summary>
-    private static async Task CreateTargetAsync(string targetFormat, string path, long size, OptionList opts, string? backing, string? backingFormat, CancellationToken ct)
-    {
-        switch (targetFormat)
-        {
-            case "qed":
-                var create = new QedCreateOptions
-                {
-                    Size = size,
-                    BackingFile = backing,
-                    BackingFormat = backingFormat,
-                    ClusterSize = (uint)(opts.TakeSize("cluster_size") ?? 65536),
-                    TableSize = (uint)(opts.TakeSize("table_size") ?? 4),
-                };
-                opts.ThrowIfAnyLeft("qed");
-                await QedImage.CreateAsync(path, create, ct);
-                break;
-            case "qcow2":
-                var qcow2 = new Formats.Qcow2.Qcow2CreateOptions
-                {
-                    Size = size,
-                    BackingFile = backing,
-                    BackingFormat = backingFormat,
-                    ClusterSize = (int)(opts.TakeSize("cluster_size") ?? 65536),
-                    Version = opts.Take("compat") switch
-                    {
-                        null or "1.1" or "v3" => 3,
-                        "0.10" or "v2" => 2,
-                        var other => throw new CommandException($"Invalid compatibility level: '{other}' (use 0.10 or 1.1)"),
-                    },
-                };
-                if (opts.Take("preallocation") is { } prealloc && prealloc != "off")
-                    throw new CommandException($"Unsupported preallocation mode '{prealloc}' (only off)");
-                opts.ThrowIfAnyLeft("qcow2");
-                await Formats.Qcow2.Qcow2Image.CreateAsync(path, qcow2, ct);
-                break;
-            case "raw":
-                if (backing != null) throw new CommandException("The raw format does not support backing files");
-                opts.ThrowIfAnyLeft("raw");
-                await using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write))
-                    stream.SetLength(size); // sparse: the copy skips zeroes
-                break;
-            default:
-                throw new CommandException($"Unknown or unsupported target format '{targetFormat}' (known: qed, qcow2, raw)");
-        }
     }
 
     private static bool SameFile(string a, string b)

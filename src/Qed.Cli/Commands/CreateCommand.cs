@@ -7,7 +7,7 @@ internal static class CreateCommand
 {
     public static Command Build()
     {
-        var format = new Option<string>("-f") { Description = "Image format (qed, raw)", DefaultValueFactory = _ => "raw" };
+        var format = new Option<string>("-f") { Description = "Image format (qed, qcow2, raw)", DefaultValueFactory = _ => "raw" };
         var options = new Option<string[]>("-o") { Description = "Format options: cluster_size=, table_size=, backing_file=, backing_fmt=", AllowMultipleArgumentsPerToken = false };
         var backing = new Option<string?>("-b") { Description = "Backing file" };
         var backingFormat = new Option<string?>("-F") { Description = "Backing file format" };
@@ -24,31 +24,7 @@ internal static class CreateCommand
             string? bf = parse.GetValue(backingFormat) ?? opts.Take("backing_fmt");
             if (b != null && bf == null) throw new ArgumentException("Backing file specified without backing format");
             long? bytes = parse.GetValue(size) is { } s ? SizeParser.Parse(s) : opts.TakeSize("size");
-            switch (parse.GetValue(format))
-            {
-                case "qed":
-                    var create = new QedCreateOptions
-                    {
-                        Size = bytes,
-                        BackingFile = b,
-                        BackingFormat = bf,
-                        Unsafe = parse.GetValue(unsafeBacking),
-                        ClusterSize = (uint)(opts.TakeSize("cluster_size") ?? 65536),
-                        TableSize = (uint)(opts.TakeSize("table_size") ?? 4),
-                    };
-                    opts.ThrowIfAnyLeft("qed");
-                    await QedImage.CreateAsync(path, create, ct);
-                    break;
-                case "raw":
-                    if (b != null) throw new ArgumentException("The raw format does not support backing files");
-                    opts.ThrowIfAnyLeft("raw");
-                    if (bytes is null) throw new ArgumentException("Image creation needs a size parameter");
-                    await using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write))
-                        stream.SetLength(bytes.Value);
-                    break;
-                case var other:
-                    throw new ArgumentException($"Unknown file format '{other}'");
-            }
+            await ImageCreator.CreateAsync(parse.GetValue(format)!, path, bytes, opts, b, bf, parse.GetValue(unsafeBacking), ct);
             return 0;
         });
         return command;
