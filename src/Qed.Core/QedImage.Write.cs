@@ -127,6 +127,7 @@ public sealed partial class QedImage
     /// Deallocates a run of whole, contiguous data clusters whose first entry is <paramref name="firstEntry"/>.
     /// Returns false when another request changed them first.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> DeallocateAsync(long offset, long length, ulong firstEntry, CancellationToken ct)
     {
         long firstCluster = offset >> _clusterBits;
@@ -193,6 +194,7 @@ public sealed partial class QedImage
     /// format says; or, with <paramref name="zeroClusters"/>, marks whole clusters as zero clusters. Returns false
     /// when another request got to one of the clusters first, so the caller must look again.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> AllocateAsync(long offset, ReadOnlyMemory<byte> data, long length, ExtentKind kind,
         bool zeroClusters, CancellationToken ct)
     {
@@ -281,26 +283,36 @@ public sealed partial class QedImage
     /// the clusters: from the backing file for unallocated clusters, zeroes for zero clusters (as the specification
     /// says; QEMU 7.2 copies backing data there, its bug 4). Zero fill is skipped where the file holds no bytes yet.
     /// </summary>
-    private async Task WriteNewClustersAsync(long fileOffset, long offset, ReadOnlyMemory<byte> data, ExtentKind kind)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteNewClustersAsync(long fileOffset, long offset, ReadOnlyMemory<byte> data, ExtentKind kind)
     {
         long mask = _clusterSize - 1;
         long head = offset & mask;
         long end = offset + data.Length;
         long tail = ((end + mask) & ~mask) - end;
-        if (head > 0) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
+        if (head > 0 && NeedsFill(fileOffset, offset - head, kind)) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
         await _file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
-        if (tail > 0) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
+        if (tail > 0 && NeedsFill(fileOffset + head + data.Length, end, kind)) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
     }
 
-    private async Task FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
+    /// <summary>
+    /// Whether part of a new cluster must be written: with data from the backing file, or with zeroes over stale bytes.
+    /// Past the file's length at open nothing was ever written, so there the cluster already reads as zeroes; and
+    /// Reserve extended the file over every reserved cluster, so none ends up as a trailing partial one.
+    /// </summary>
+    private bool NeedsFill(long fileOffset, long guestOffset, ExtentKind kind)
+    {
+        var backing = _backing;
+        return (kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size) || fileOffset < _staleEnd;
+    }
+
+    private async ValueTask FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
     {
         var backing = _backing;
         bool fromBacking = kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size;
         if (!fromBacking)
         {
-            // Past the file's length at open nothing was ever written, so the clusters already read as zeroes; and
-            // Reserve extended the file over every reserved cluster, so none ends up as a trailing partial one.
-            if (fileOffset < _staleEnd) await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false);
+            await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false); // stale bytes
             return;
         }
         var buffer = ArrayPool<byte>.Shared.Rent((int)length);
