@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: builds qed (Release, ReadyToRun) into artifacts/qed and runs it on a sample image it makes itself:
+# The main job: builds qed (Release, native) into artifacts/qed and runs it on a sample image it makes itself:
 # create, write, inspect, check, convert, compare. Nothing outside a temporary folder is touched.
 set -euo pipefail
 cd "$(dirname "$0")"
-dotnet publish src/Qed.Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true -o artifacts/qed -v q -nologo >/dev/null
+./publish.sh
 qed=$PWD/artifacts/qed/qed
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -17,8 +17,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -z "${WORKDIR:-}" ] && rm -rf "$WORK"; }
 trap cleanup EXIT
 
-dotnet build -c Release "$ROOT/src/Qed.Cli" -v q -nologo >/dev/null
-QED="dotnet $ROOT/src/Qed.Cli/bin/Release/net10.0/qed.dll"
+"$ROOT/publish.sh"   # the native build users run
+QED="$ROOT/artifacts/qed/qed"
 
 echo "preparing $SIZE images in $WORK" >&2
 head -c "$SIZE" /dev/urandom > "$WORK/disk.raw"

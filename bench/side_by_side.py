@@ -7,17 +7,17 @@ the same starting state. Usage: bench/side-by-side.sh [--reps N] [--dir DIR] [--
 import argparse, os, re, shutil, statistics, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-QED = os.environ.get("QED_BIN", os.path.join(HERE, "..", "src", "Qed.Cli", "bin", "Release", "net10.0", "qed"))
+QED = os.environ.get("QED_BIN", os.path.join(HERE, "..", "artifacts", "qed", "qed"))  # the native build users run
 
 # name, image size, prefill?, bench arguments. Steps for "random" in-place I/O are a prime number of 4 KiB blocks,
 # so offsets (taken modulo the image size, as qemu-img bench does) scatter over the whole image.
 WORKLOADS = [
     ("alloc 4k QD1",      "4G", False, "-w -c 40000 -d 1 -s 4k -S 64k"),
     ("alloc 4k QD16",     "4G", False, "-w -c 40000 -d 16 -s 4k -S 64k"),
-    ("in-place write 4k QD16", "1G", True, "-w -c 100000 -d 16 -s 4k -S 4280320"),
-    ("in-place read 4k QD16",  "1G", True, "-c 100000 -d 16 -s 4k -S 4280320"),
+    ("in-place write 4k QD16", "1G", True, "-w -c 200000 -d 16 -s 4k -S 4280320"),
+    ("in-place read 4k QD16",  "1G", True, "-c 400000 -d 16 -s 4k -S 4280320"),
     ("seq write 1M (alloc)",   "2G", False, "-w -c 2048 -d 4 -s 1M"),
-    ("seq read 1M",            "1G", True, "-c 3072 -d 4 -s 1M"),
+    ("seq read 1M",            "1G", True, "-c 12288 -d 4 -s 1M"),
 ]
 TOOLS = [("qemu-img", ["qemu-img", "bench"]), ("qed", [QED, "bench"])]
 FORMATS = ["qed", "raw"]
@@ -41,7 +41,7 @@ def make_image(path, fmt, size, prefill):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--only", default=None)
     args = ap.parse_args()

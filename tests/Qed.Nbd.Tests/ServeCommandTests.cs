@@ -15,11 +15,17 @@ public sealed partial class ServeCommandTests : IDisposable
     [GeneratedRegex(@"Listening on 127\.0\.0\.1:(\d+)")]
     private static partial Regex ListeningLine();
 
-    private static Process StartServe(params string[] args)
+    private static Process StartServe(params string[] args) => StartQed(["serve", .. args]);
+
+    /// <summary>
+    /// Starts qed: <c>QED_EXE</c> when set (test.sh points it at the published native build), else the JIT build
+    /// next to the tests.
+    /// </summary>
+    private static Process StartQed(string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qed.dll"));
-        psi.ArgumentList.Add("serve");
+        string? exe = Environment.GetEnvironmentVariable("QED_EXE");
+        var psi = new ProcessStartInfo(string.IsNullOrEmpty(exe) ? "dotnet" : exe) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (string.IsNullOrEmpty(exe)) psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qed.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
     }
@@ -80,9 +86,7 @@ public sealed partial class ServeCommandTests : IDisposable
         string a = _dir["a.raw"], b = _dir["b.qed"], sock = _dir["nbd.sock"];
         await File.WriteAllBytesAsync(a, Enumerable.Repeat((byte)7, 1 << 20).ToArray());
         await Tool.CheckAsync("qemu-img", "create", "-f", "qed", b, "8M");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "qed.dll"), "serve", "-r", "--socket", sock, a, b }) psi.ArgumentList.Add(arg);
-        using var p = Process.Start(psi)!;
+        using var p = StartServe("-r", "--socket", sock, a, b);
         string? line = await p.StandardOutput.ReadLineAsync();
         Assert.StartsWith("Listening on unix:", line);
         string list = await Tool.CheckAsync("nbdinfo", "--list", $"nbd+unix:///?socket={sock}");

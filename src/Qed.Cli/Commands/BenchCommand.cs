@@ -44,6 +44,7 @@ internal static class BenchCommand
                 FlushInterval = parse.GetValue(flushInterval),
                 NoDrain = parse.GetValue(noDrain),
             };
+            Benchmark.Validate(options);
             bool q = parse.GetValue(quiet);
             await using var image = await DiskImage.OpenAsync(parse.GetValue(file)!, new ImageOpenOptions
             {

@@ -17,13 +17,16 @@ public static class Tool
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
 
-    /// <summary>The <c>qed</c> executable built next to the tests (the CLI project is referenced).</summary>
+    /// <summary>
+    /// The <c>qed</c> executable under test: <c>QED_EXE</c> when set (test.sh points it at the published native
+    /// build, the one users run), else the JIT build next to the tests (the CLI project is referenced).
+    /// </summary>
     public static string QedPath
     {
         get
         {
-            string path = Path.Combine(AppContext.BaseDirectory, "qed");
-            if (!File.Exists(path)) Assert.Fail($"The qed executable is missing at {path}: build the solution (dotnet build Qed.slnx)");
+            string path = Environment.GetEnvironmentVariable("QED_EXE") is { Length: > 0 } exe ? exe : Path.Combine(AppContext.BaseDirectory, "qed");
+            if (!File.Exists(path)) Assert.Fail($"The qed executable is missing at {path}: build the solution (dotnet build Qed.slnx) or fix QED_EXE");
             return path;
         }
     }
