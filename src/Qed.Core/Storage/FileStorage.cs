@@ -91,8 +91,22 @@ public sealed class FileStorage : IBlockStorage
         return BufferedReadAsync(offset, buffer, cancellationToken);
     }
 
+    /// <summary>Reads up to this size are first tried from the page cache on the calling thread (see TryReadCached).</summary>
+    private const int CachedReadLimit = 128 * 1024;
+
     private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
+        if (buffer.Length <= CachedReadLimit)
+        {
+            int cached = NativeFile.TryReadCached(_handle, buffer.Span, offset);
+            if (cached == buffer.Length) return ValueTask.CompletedTask;
+            if (cached > 0) return ReadRestAsync(offset, buffer, cached, cancellationToken);
+            if (cached == 0)
+            {
+                buffer.Span.Clear(); // at or past the end of the file
+                return ValueTask.CompletedTask;
+            }
+        }
         var first = RandomAccess.ReadAsync(_handle, buffer, offset, cancellationToken);
         if (!first.IsCompletedSuccessfully) return FinishReadAsync(first, offset, buffer, cancellationToken);
         int done = first.Result; // a ValueTask is consumed once: its result is read here and nowhere else

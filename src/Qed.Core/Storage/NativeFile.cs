@@ -27,7 +27,44 @@ internal static partial class NativeFile
     [LibraryImport(NativeFile.Libc, EntryPoint = "fdatasync", SetLastError = true)]
     private static partial int FDataSync(SafeFileHandle fd);
 
+    [LibraryImport(NativeFile.Libc, EntryPoint = "preadv2", SetLastError = true)]
+    private static unsafe partial nint PReadV2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    private unsafe struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    private const int RwfNoWait = 0x08;
+    private const int EAGAIN = 11;
+
     private static readonly bool IsLinux = OperatingSystem.IsLinux();
+    private static volatile bool s_noWaitUnsupported = !OperatingSystem.IsLinux();
+
+    /// <summary>
+    /// Reads what the page cache already holds without blocking (preadv2 with RWF_NOWAIT): the bytes read, 0 at end
+    /// of file, or -1 when the data is not cached or the platform or filesystem cannot say (then read normally).
+    /// A cached read done here costs a copy; handing it to the thread pool costs two thread wake-ups, which on a small
+    /// machine are most of a 4 KiB read's time.
+    /// </summary>
+    public static unsafe int TryReadCached(SafeFileHandle handle, Span<byte> buffer, long offset)
+    {
+        if (s_noWaitUnsupported) return -1;
+        fixed (byte* p = buffer)
+        {
+            var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
+            nint n;
+            try { n = PReadV2(handle, &iov, 1, offset, RwfNoWait); }
+            catch (EntryPointNotFoundException) { s_noWaitUnsupported = true; return -1; }
+            catch (DllNotFoundException) { s_noWaitUnsupported = true; return -1; }
+            if (n >= 0) return (int)n;
+            // EAGAIN: not cached. Anything else (EOPNOTSUPP, EINVAL, ENOSYS on old kernels or other filesystems):
+            // stop trying; a real I/O error is reported by the normal read that follows.
+            if (Marshal.GetLastPInvokeError() != EAGAIN) s_noWaitUnsupported = true;
+            return -1;
+        }
+    }
 
     /// <summary>Punches a hole; false when the platform or filesystem cannot, so the caller writes zeroes instead.</summary>
     public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)

@@ -45,4 +45,32 @@ public sealed class FileStorageTests : IDisposable
         }
         Assert.True(File.ReadAllBytes(path).AsSpan().SequenceEqual(model), "file on disk differs after close");
     }
+
+    /// <summary>
+    /// Small buffered reads are first served from the page cache on the calling thread; large ones, and data not
+    /// cached, go to the thread pool. Either way a read sees the bytes, and zeroes past the end of the file.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4096)]
+    [InlineData(128 * 1024)]      // the largest read tried from the cache
+    [InlineData(128 * 1024 + 1)]  // the smallest read that is not
+    public async Task ReadsSeeTheDataAndZeroesPastTheEndWhateverTheSize(int size)
+    {
+        string path = Path.Combine(_dir, $"read-{size}.img");
+        var content = new byte[300_001];
+        new Random(size).NextBytes(content);
+        File.WriteAllBytes(path, content);
+        await using var storage = FileStorage.Open(path, writable: false);
+        foreach (long offset in new long[] { 0, 77, content.Length - size, content.Length - size / 2 - 1, content.Length, content.Length + 5000 })
+        {
+            if (offset < 0) continue;
+            var buffer = new byte[size];
+            buffer.AsSpan().Fill(0xee); // stale bytes that must all be overwritten
+            await storage.ReadAsync(offset, buffer);
+            int inFile = (int)Math.Clamp(content.Length - offset, 0, size);
+            Assert.True(buffer.AsSpan(0, inFile).SequenceEqual(content.AsSpan((int)Math.Min(offset, content.Length), inFile)), $"data at {offset}");
+            Assert.True(buffer.AsSpan(inFile).IndexOfAnyExcept((byte)0) < 0, $"past the end at {offset}");
+        }
+    }
 }
