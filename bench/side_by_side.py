@@ -56,6 +56,9 @@ def main():
                 for fmt in FORMATS:
                     img = os.path.join(work, f"img.{fmt}")
                     make_image(img, fmt, size, prefill)
+                    # Each run starts with no dirty pages: otherwise the kernel writes back the prefill (and the run
+                    # before) during the timed run, and whichever run comes next pays for it.
+                    os.sync()
                     out = run(cmd + ["-f", fmt, "-t", "writeback"] + bench_args.split() + [img])
                     secs = float(re.search(r"Run completed in ([0-9.]+) seconds", out).group(1))
                     times.setdefault((name, tool, fmt), []).append(secs)
