@@ -2,15 +2,17 @@ using System.Buffers.Binary;
 
 namespace Qed;
 
-// Getting metadata to disk. Two policies, chosen per update by what a crash could otherwise expose:
-// - Eager (a data entry of an image with a backing file): the data is synced first (one group-commit sync shared by
-//   concurrent writers), then the entries' sectors are written. An entry on disk ahead of its data would read zeroes
-//   where the backing file's content belongs.
-// - Deferred (everything else): entries change in memory, the table is marked dirty, and a later write-back (flush,
-//   close, or too many dirty tables) writes it. Without a backing file an entry ahead of its data reads as zeroes,
-//   the old content, and NEED_CHECK covers entries that point past the end of a file whose extension was lost.
+// Getting metadata to disk. Entries change in memory at once (reads see them), the table is marked dirty, and a
+// write-back (flush, close, or too many dirty tables) writes them later. What a crash could otherwise expose decides
+// the order of that write-back:
+// - With a backing file, an entry on disk ahead of its data would read zeroes where the backing file's content
+//   belongs, so the write-back first makes the data of every entry it is about to write durable (one group-commit
+//   sync shared with concurrent writers), then writes the entries.
+// - Without one, an entry ahead of its data reads as zeroes, the old content, and NEED_CHECK covers entries that
+//   point past the end of a file whose extension was lost: no sync first.
 // New tables are written whole before the L1 entry that links them. Under write-through cache modes every update is
-// eager, so a completed request is durable with its metadata.
+// eager (data synced, then the entries written before the request completes), so a completed request is durable
+// with its metadata.
 public sealed partial class QedImage
 {
     /// <summary>Write back dirty metadata once this many tables are dirty, to bound memory and lost work.</summary>
@@ -19,6 +21,7 @@ public sealed partial class QedImage
     private readonly SemaphoreSlim _l1WriteLock = new(1, 1);
     private readonly HashSet<L2Table> _dirtyTables = new(); // under _metaLock
     private readonly Storage.SyncCoalescer _dataSync;
+    private readonly SemaphoreSlim _writeBackLock = new(1, 1);
 
     /// <summary>Serialises entries [first, first+count) of a table into little-endian bytes.</summary>
     private static byte[] EncodeEntries(ulong[] entries, int first, int count)
@@ -113,31 +116,43 @@ public sealed partial class QedImage
         lock (table) table.Linked = true;
     }
 
-    /// <summary>Writes every dirty table (and the L1 entries of new ones). Does not sync; callers flush after.</summary>
+    /// <summary>Writes every dirty table (and the L1 entries of new ones). Does not sync after; callers flush.</summary>
     private async Task WriteBackMetadataAsync()
     {
-        L2Table[] dirty;
-        lock (_metaLock)
+        // One write-back at a time: a flush that finds nothing dirty must still wait for a write-back that has taken
+        // the dirty tables and not yet written them, or it could call entries durable that are still on their way.
+        await _writeBackLock.WaitAsync().ConfigureAwait(false);
+        try
         {
-            if (_dirtyTables.Count == 0) return;
-            dirty = [.. _dirtyTables];
-            _dirtyTables.Clear();
-        }
-        Array.Sort(dirty, (a, b) => a.FileOffset.CompareTo(b.FileOffset)); // in file order
-        foreach (var table in dirty)
-        {
-            await table.DiskLock.WaitAsync().ConfigureAwait(false);
+            L2Table[] dirty;
+            lock (_metaLock)
+            {
+                if (_dirtyTables.Count == 0) return;
+                dirty = [.. _dirtyTables];
+                _dirtyTables.Clear();
+            }
+            Array.Sort(dirty, (a, b) => a.FileOffset.CompareTo(b.FileOffset)); // in file order
+            // Every snapshot is taken before the data sync below, so each entry written was set (after its data was
+            // written) before that sync began. The disk locks are taken in file order; nothing else holds two.
+            var snapshots = new List<(L2Table Table, byte[] Bytes, long At, bool Link)>(dirty.Length);
+            int locked = 0;
             try
             {
-                byte[] bytes;
-                long at;
-                bool link;
-                lock (table)
+                foreach (var table in dirty)
                 {
-                    if (table.DirtyHigh < 0 && table.Linked) continue;
-                    (bytes, at, link) = SnapshotLocked(table, table.DirtyLow == int.MaxValue ? 0 : table.DirtyLow, Math.Max(0, table.DirtyHigh));
+                    await table.DiskLock.WaitAsync().ConfigureAwait(false);
+                    locked++;
+                    lock (table)
+                    {
+                        if (table.DirtyHigh < 0 && table.Linked) continue;
+                        var (bytes, at, link) = SnapshotLocked(table, table.DirtyLow == int.MaxValue ? 0 : table.DirtyLow, Math.Max(0, table.DirtyHigh));
+                        snapshots.Add((table, bytes, at, link));
+                    }
                 }
-                await WriteTableBytesAsync(table, bytes, at, link).ConfigureAwait(false);
+                if (_dataBeforeEntries && snapshots.Count > 0 && !TestSkipDataFlush)
+                    await _dataSync.SyncAsync().ConfigureAwait(false);
+                foreach (var (table, bytes, at, link) in snapshots)
+                    await WriteTableBytesAsync(table, bytes, at, link).ConfigureAwait(false);
             }
             catch (Exception e)
             {
@@ -146,8 +161,12 @@ public sealed partial class QedImage
             }
             finally
             {
-                table.DiskLock.Release();
+                for (int i = 0; i < locked; i++) dirty[i].DiskLock.Release();
             }
+        }
+        finally
+        {
+            _writeBackLock.Release();
         }
     }
 

@@ -204,7 +204,8 @@ public sealed partial class QedImage
         int l2First = L2IndexOf(offset);
         ulong expected = kind == ExtentKind.Zero ? ZeroClusterEntry : 0;
 
-        // Decided once: a stream may detach the backing file meanwhile, and an allocation must not mix the policies.
+        // Decided once: a stream may detach the backing file meanwhile. Without one, entries may reach the disk ahead of
+        // their data, so NEED_CHECK must be durable first (QedImage.NeedCheck.cs).
         bool backed = _backing != null;
         await BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
         TaskCompletionSource? mine = null;
@@ -255,7 +256,7 @@ public sealed partial class QedImage
             if (!zeroClusters)
             {
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
-                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: backed).ConfigureAwait(false);
+                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: false).ConfigureAwait(false);
             }
             else
             {

@@ -52,6 +52,7 @@ public sealed partial class QedImage : DiskImage
         _staleEnd = length;
         _extendedTo = length;
         _dataSync = new SyncCoalescer(() => _file.FlushAsync().AsTask());
+        _dataBeforeEntries = backing != null;
         // An image still marked NEED_CHECK here was not repaired (read-only, or opened for check itself): its bit
         // stays set until a check clears it.
         _needCheckOnDisk = header.NeedsCheck;
@@ -61,6 +62,9 @@ public sealed partial class QedImage : DiskImage
 
     private readonly bool _keepNeedCheck;
     private readonly bool _writeThrough; // every metadata update is written before the request completes
+    // Opened over a backing file: data is made durable before the entries pointing at it are written. Kept after a
+    // stream detaches the backing file, for entries of allocations that began before.
+    private readonly bool _dataBeforeEntries;
 
     /// <inheritdoc />
     public override string Format => "qed";

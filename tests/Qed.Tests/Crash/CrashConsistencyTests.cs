@@ -29,7 +29,7 @@ public class CrashConsistencyTests(ITestOutputHelper output)
     [Fact]
     public async Task EveryCrashStateKeepsFlushedDataAndReadsOldOrNew()
     {
-        int workloads = int.TryParse(Environment.GetEnvironmentVariable("QED_CRASH_WORKLOADS"), out int n) ? n : 60;
+        int workloads = int.TryParse(Environment.GetEnvironmentVariable("QED_CRASH_WORKLOADS"), out int n) ? n : 72;
         var clock = Stopwatch.StartNew();
         int states = 0, concurrentStates = 0, backingStates = 0;
         var violations = new List<string>();
@@ -53,7 +53,7 @@ public class CrashConsistencyTests(ITestOutputHelper output)
         output.WriteLine(summary);
         Console.WriteLine(summary);
         Assert.True(violations.Count == 0, summary + "\n" + string.Join("\n", violations.Take(20)));
-        Assert.True(states >= 10_000 || workloads < 60, summary);
+        Assert.True(states >= 10_000 || workloads < 72, summary);
     }
 
     /// <summary>The referee works: writing the L2 entry before the data is flushed (with a backing file) is caught.</summary>
