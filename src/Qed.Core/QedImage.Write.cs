@@ -185,7 +185,7 @@ public sealed partial class QedImage
         if (_readOnly) return;
         await WriteBackMetadataAsync().ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
-        await ClearNeedCheckIfIdleAsync(cancellationToken).ConfigureAwait(false);
+        ScheduleNeedCheckClear();
     }
 
     /// <summary>

@@ -174,6 +174,7 @@ public sealed partial class QedImage : DiskImage
     {
         try
         {
+            await StopIdleClearAsync().ConfigureAwait(false);
             if (!_readOnly && _failure == null)
             {
                 await WriteBackMetadataAsync().ConfigureAwait(false);
