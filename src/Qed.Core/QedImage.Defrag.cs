@@ -1,0 +1,289 @@
+using System.Buffers;
+
+namespace Qed;
+
+// Online defragmentation: rewrites the file as header, L1, every L2 table in L1 order, then the data clusters in guest
+// order, and cuts the file after the last referenced cluster (leaked space is dropped).
+//
+// Concurrency. Each batch runs with the request gate paused (RequestGate.cs). Every public request (read, write,
+// write-zeroes, discard, flush, layer map, copy-up) looks up its file offset and finishes its I/O at that offset inside
+// the gate, so when PauseAsync returns no request holds a file offset from the mapping, and no allocation is in flight
+// (its reserved clusters are either linked in memory or leaked). Requests that arrive during the batch wait at the gate
+// and look their offsets up afresh after it, in the tables and index the batch has updated. So a cluster the batch
+// frees cannot be read or written through an old offset, and nothing else writes into a cluster the batch reuses.
+//
+// Crash safety. At the start of every batch the in-memory metadata is written back and synced, so "referenced" means
+// the same on disk and in memory. Every move is: copy to clusters no metadata references, sync, point the L2 entry (or
+// the L1 entry, for a table) at the copy, sync; only after that second sync is the old location counted as free.
+// A crash at any instant therefore leaves each entry pointing at the old or the new copy, both intact: at worst the
+// file has leaked clusters, never lost data. Cancellation is honoured between batches only.
+public sealed partial class QedImage
+{
+    /// <summary>Moves per pause, in bytes: small enough that requests waiting at the gate make progress.</summary>
+    private const long DefragBatchBytes = 4L << 20;
+
+    /// <summary>
+    /// Defragments the open image while other requests go on: L2 tables right after the L1 table, then data clusters
+    /// in guest order, so reading the image in guest order reads the file sequentially; the file is then truncated to
+    /// its referenced clusters. Works in short batches during which requests wait.
+    /// </summary>
+    /// <param name="progress">Receives (clusters in place, clusters referenced) after every batch.</param>
+    /// <param name="cancellationToken">Stops between batches; the image is consistent and no data is lost.</param>
+    /// <exception cref="ImageFormatException">The image is corrupt (check and repair it first); nothing is moved.</exception>
+    public async Task DefragmentAsync(IProgress<(long Done, long Total)>? progress = null, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        ThrowIfFailed();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var (done, total, finished) = await _gate.RunPausedAsync(DefragBatchAsync, cancellationToken).ConfigureAwait(false);
+            progress?.Report((done, total));
+            if (finished) return;
+            await RequestGate.LetWaitersInAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Something referenced: an L2 table (Owner = -(L1 index + 1)) or a data cluster (Owner = guest cluster).</summary>
+    private struct DefragItem
+    {
+        public long Owner;
+        public long Current; // cluster index
+        public long Target;  // cluster index
+        public int Clusters;
+    }
+
+    /// <summary>One batch, with the gate paused. Returns progress and whether the layout is final.</summary>
+    private async Task<(long Done, long Total, bool Finished)> DefragBatchAsync()
+    {
+        ThrowIfFailed();
+        await WriteBackMetadataAsync().ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+
+        var layout = await MapReferencesAsync().ConfigureAwait(false);
+        var items = layout.Items;
+        int first = 0;
+        while (first < items.Count && items[first].Current == items[first].Target) first++;
+        if (first == items.Count)
+        {
+            await TruncateToAsync(layout.End).ConfigureAwait(false);
+            return (items.Count, items.Count, true);
+        }
+
+        // The window: the next items in layout order, a few MiB of them.
+        int last = first;
+        long bytes = (long)items[first].Clusters * _clusterSize;
+        while (last + 1 < items.Count && bytes + (long)items[last + 1].Clusters * _clusterSize <= DefragBatchBytes)
+            bytes += (long)items[++last].Clusters * _clusterSize;
+        long windowStart = items[first].Target;
+        long windowEnd = items[last].Target + items[last].Clusters;
+
+        // 1. Evict whatever sits in the window's slots and does not belong there, to free clusters past the window.
+        var where = new Dictionary<long, int>(); // owner -> index in items
+        for (int i = 0; i < items.Count; i++) where[items[i].Owner] = i;
+        var evict = new List<int>();
+        var seen = new HashSet<long>();
+        for (long slot = windowStart; slot < windowEnd; slot++)
+        {
+            if (!layout.Owners.TryGetValue(slot, out long owner) || !seen.Add(owner)) continue;
+            int index = where[owner];
+            if (items[index].Current != items[index].Target) evict.Add(index);
+        }
+        if (evict.Count > 0)
+        {
+            long scan = Math.Max(windowEnd, layout.FirstSlot);
+            long fileClusters = Volatile.Read(ref _fileEnd) >> _clusterBits;
+            var moves = new List<(int Index, long To)>();
+            foreach (int index in evict)
+            {
+                long to = -1;
+                if (items[index].Clusters == 1)
+                {
+                    while (scan < fileClusters && (layout.Owners.ContainsKey(scan) || layout.IsFixed(scan))) scan++;
+                    if (scan < fileClusters) to = scan++;
+                }
+                if (to < 0)
+                    lock (_metaLock) to = Reserve((long)items[index].Clusters * _clusterSize) >> _clusterBits;
+                moves.Add((index, to));
+            }
+            await MoveAsync(layout, items, moves).ConfigureAwait(false);
+        }
+
+        // 2. Move the window's items into their slots, which no metadata references now.
+        var moveIn = new List<(int Index, long To)>();
+        for (int i = first; i <= last; i++)
+            if (items[i].Current != items[i].Target) moveIn.Add((i, items[i].Target));
+        await MoveAsync(layout, items, moveIn).ConfigureAwait(false);
+        return (last + 1, items.Count, false);
+    }
+
+    /// <summary>
+    /// Copies items to clusters nothing references, syncs, points their entries at the copies, syncs. Updates the
+    /// items' current locations and the in-memory state (tables, L1, table index) the request paths use.
+    /// </summary>
+    private async Task MoveAsync(DefragLayout layout, List<DefragItem> items, List<(int Index, long To)> moves)
+    {
+        if (moves.Count == 0) return;
+        var buffer = ArrayPool<byte>.Shared.Rent(_clusterSize);
+        try
+        {
+            foreach (var (index, to) in moves)
+            {
+                var item = items[index];
+                if (item.Owner < 0)
+                {
+                    var table = layout.Tables[(int)(-item.Owner - 1)]!;
+                    await _file.WriteAsync(to << _clusterBits, EncodeEntries(table.Entries, 0, _entriesPerTable)).ConfigureAwait(false);
+                }
+                else
+                {
+                    var cluster = buffer.AsMemory(0, _clusterSize);
+                    await _file.ReadAsync(item.Current << _clusterBits, cluster).ConfigureAwait(false);
+                    await _file.WriteAsync(to << _clusterBits, cluster).ConfigureAwait(false);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        await _file.FlushAsync().ConfigureAwait(false); // the copies are durable before anything points at them
+
+        // Tables first, so the data entries below are written into each table's new home.
+        var touched = new HashSet<L2Table>();
+        foreach (var (index, to) in moves)
+        {
+            var item = items[index];
+            if (item.Owner >= 0) continue;
+            int l1Index = (int)(-item.Owner - 1);
+            var table = layout.Tables[l1Index]!;
+            await WriteL1EntryAsync(l1Index, (ulong)(to << _clusterBits)).ConfigureAwait(false);
+            for (long c = item.Current; c < item.Current + item.Clusters; c++) _tableClusters.TryRemove(c, out _);
+            for (long c = to; c < to + item.Clusters; c++) _tableClusters[c] = l1Index;
+            lock (table) table.FileOffset = (ulong)(to << _clusterBits);
+            layout.Move(item, to);
+            item.Current = to;
+            items[index] = item;
+        }
+        foreach (var (index, to) in moves)
+        {
+            var item = items[index];
+            if (item.Owner < 0) continue;
+            var table = layout.Tables[(int)(item.Owner >> _entryBits)]!;
+            lock (table) Volatile.Write(ref table.Entries[item.Owner & (_entriesPerTable - 1)], (ulong)(to << _clusterBits));
+            touched.Add(table);
+            layout.Move(item, to);
+            item.Current = to;
+            items[index] = item;
+        }
+        foreach (var table in touched)
+        {
+            byte[] bytes;
+            lock (table) bytes = EncodeEntries(table.Entries, 0, _entriesPerTable);
+            await _file.WriteAsync((long)table.FileOffset, bytes).ConfigureAwait(false);
+        }
+        await _file.FlushAsync().ConfigureAwait(false); // only now are the old locations free
+    }
+
+    /// <summary>Every referenced cluster, who owns it, and where the final layout puts it.</summary>
+    private sealed class DefragLayout
+    {
+        public required L2Table?[] Tables;
+        public required List<DefragItem> Items;
+        public readonly Dictionary<long, long> Owners = new(); // cluster index -> owner
+        public long HeaderClusters, L1First, L1End;
+        public long FirstSlot => HeaderClusters;
+        /// <summary>The file length the final layout needs, in bytes.</summary>
+        public long End;
+
+        public bool IsFixed(long cluster) => cluster < HeaderClusters || (cluster >= L1First && cluster < L1End);
+
+        public void Move(DefragItem item, long to)
+        {
+            for (long c = item.Current; c < item.Current + item.Clusters; c++) Owners.Remove(c);
+            for (long c = to; c < to + item.Clusters; c++) Owners[c] = item.Owner;
+        }
+    }
+
+    /// <summary>
+    /// Walks L1 and every L2 table (validating each entry) and assigns target slots: tables in L1 order, then data in
+    /// guest order, skipping the header and the L1 table. Refuses an image with a cluster referenced twice.
+    /// </summary>
+    private async Task<DefragLayout> MapReferencesAsync()
+    {
+        var layout = new DefragLayout { Tables = new L2Table?[_l1.Length], Items = new List<DefragItem>() };
+        layout.HeaderClusters = _headerBytes >> _clusterBits;
+        layout.L1First = (long)_header.L1TableOffset >> _clusterBits;
+        layout.L1End = layout.L1First + _header.TableSize;
+        int tableClusters = (int)_header.TableSize;
+
+        long cursor = layout.HeaderClusters;
+        long NextSlot(int clusters)
+        {
+            while (true)
+            {
+                bool clash = false;
+                for (long c = cursor; c < cursor + clusters; c++)
+                    if (layout.IsFixed(c)) { cursor = c + 1; clash = true; break; }
+                if (!clash) break;
+            }
+            long slot = cursor;
+            cursor += clusters;
+            return slot;
+        }
+
+        void Claim(long cluster, long owner, string what, long at)
+        {
+            if (layout.IsFixed(cluster) || !layout.Owners.TryAdd(cluster, owner))
+                throw Corrupt($"QED {what} (file offset 0x{at:x}) refers to cluster 0x{cluster << _clusterBits:x}, which is already in use",
+                    what, at);
+        }
+
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            if (Volatile.Read(ref _l1[i]) == 0) continue;
+            var table = await GetTableAsync(i, CancellationToken.None).ConfigureAwait(false); // validates the offset
+            if (table is null) continue;
+            layout.Tables[i] = table;
+            long at = (long)table.FileOffset >> _clusterBits;
+            for (long c = at; c < at + tableClusters; c++) Claim(c, -(i + 1), $"L1[{i}]", L1EntryFileOffset(i));
+            layout.Items.Add(new DefragItem { Owner = -(i + 1), Current = at, Target = NextSlot(tableClusters), Clusters = tableClusters });
+        }
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            var table = layout.Tables[i];
+            if (table is null) continue;
+            for (int j = 0; j < _entriesPerTable; j++)
+            {
+                ulong entry = Volatile.Read(ref table.Entries[j]);
+                if (Classify(table, j, entry) != ExtentKind.Data) continue;
+                long owner = ((long)i << _entryBits) + j;
+                long cluster = (long)(entry >> _clusterBits);
+                Claim(cluster, owner, $"L2[{i}][{j}]", (long)table.FileOffset + 8L * j);
+                layout.Items.Add(new DefragItem { Owner = owner, Current = cluster, Target = NextSlot(1), Clusters = 1 });
+            }
+        }
+        layout.End = Math.Max(cursor, Math.Max(layout.HeaderClusters, layout.L1End)) << _clusterBits;
+        return layout;
+    }
+
+    /// <summary>
+    /// Cuts the file at <paramref name="end"/>, past which nothing is referenced (metadata is durable, the gate is
+    /// paused), and syncs; from then on new clusters come from there and read as zeroes until written.
+    /// </summary>
+    private async Task TruncateToAsync(long end)
+    {
+        lock (_metaLock)
+        {
+            if (_fileEnd < end) return; // cannot happen: every referenced cluster lies below _fileEnd
+            Volatile.Write(ref _fileEnd, end);
+            _extendedTo = end;
+        }
+        if (_file.Length != end)
+        {
+            await _file.SetLengthAsync(end).ConfigureAwait(false);
+            await _file.FlushAsync().ConfigureAwait(false);
+        }
+        lock (_metaLock) _staleEnd = Math.Min(_staleEnd, end);
+    }
+}
