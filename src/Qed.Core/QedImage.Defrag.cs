@@ -19,8 +19,8 @@ namespace Qed;
 // file has leaked clusters, never lost data. Cancellation is honoured between batches only.
 public sealed partial class QedImage
 {
-    /// <summary>Moves per pause, in bytes: small enough that requests waiting at the gate make progress.</summary>
-    private const long DefragBatchBytes = 4L << 20;
+    /// <summary>Moves per pause, in bytes: small enough that requests waiting at the gate make progress. Tests lower it.</summary>
+    internal long DefragBatchBytes { get; set; } = 4L << 20;
 
     /// <summary>
     /// Defragments the open image while other requests go on: L2 tables right after the L1 table, then data clusters

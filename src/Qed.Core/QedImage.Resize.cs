@@ -113,8 +113,13 @@ public sealed partial class QedImage
 
         // Nothing points at the freed clusters any more, on disk or in memory, and no request is in flight (the gate
         // is paused): punching them out cannot hit data anyone can still reach. Then cut the unreferenced tail.
-        foreach (var (offset, length) in freed)
+        freed.Sort();
+        for (int i = 0; i < freed.Count;)
+        {
+            var (offset, length) = freed[i++];
+            while (i < freed.Count && freed[i].Offset == offset + length) length += freed[i++].Length; // one punch per run
             await _file.ZeroRangeAsync(offset, length, CancellationToken.None).ConfigureAwait(false);
+        }
         var layout = await MapReferencesAsync().ConfigureAwait(false);
         long end = Math.Max(layout.HeaderClusters, layout.L1End);
         foreach (long cluster in layout.Owners.Keys) end = Math.Max(end, cluster + 1);
