@@ -286,4 +286,27 @@ public sealed partial class QedImage
         }
         lock (_metaLock) _staleEnd = Math.Min(_staleEnd, end);
     }
+
+    /// <summary>
+    /// Test hook: describes an L1 or in-memory L2 entry that points into [offset, offset+length), or null. The stress
+    /// test calls it whenever the storage is asked to punch or cut that range: nothing may still point there.
+    /// Tables not in the cache are not looked at (the test keeps them all cached).
+    /// </summary>
+    internal string? TestFindReference(long offset, long length)
+    {
+        ulong low = (ulong)offset, high = (ulong)(offset + length);
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            ulong t = Volatile.Read(ref _l1[i]);
+            if (t != 0 && t < high && t + (ulong)_tableBytes > low) return $"L1[{i}] = 0x{t:x}";
+            var table = Volatile.Read(ref _ready[i]);
+            if (table is null) continue;
+            for (int j = 0; j < _entriesPerTable; j++)
+            {
+                ulong e = Volatile.Read(ref table.Entries[j]);
+                if (e > ZeroClusterEntry && e < high && e + (ulong)_clusterSize > low) return $"L2[{i}][{j}] = 0x{e:x}";
+            }
+        }
+        return null;
+    }
 }
