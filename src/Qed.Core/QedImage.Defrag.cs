@@ -25,36 +25,53 @@ public sealed partial class QedImage
     /// <summary>
     /// Defragments the open image while other requests go on: L2 tables right after the L1 table, then data clusters
     /// in guest order, so reading the image in guest order reads the file sequentially; the file is then truncated to
-    /// its referenced clusters. Works in short batches during which requests wait.
+    /// its referenced clusters. Works in short batches during which requests wait. On an image nobody writes to
+    /// meanwhile the result is exact: no gap, no leak. Concurrent writes are kept but may land outside the order: a
+    /// cluster allocated behind the pass's position stays where it was put, and a cluster freed behind it stays a hole.
     /// </summary>
-    /// <param name="progress">Receives (clusters in place, clusters referenced) after every batch.</param>
+    /// <param name="progress">Receives (clusters placed, clusters referenced) after every batch.</param>
     /// <param name="cancellationToken">Stops between batches; the image is consistent and no data is lost.</param>
     /// <exception cref="ImageFormatException">The image is corrupt (check and repair it first); nothing is moved.</exception>
     public async Task DefragmentAsync(IProgress<(long Done, long Total)>? progress = null, CancellationToken cancellationToken = default)
     {
         CheckWritable();
         ThrowIfFailed();
+        var pass = new DefragPass();
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var (done, total, finished) = await _gate.RunPausedAsync(DefragBatchAsync, cancellationToken).ConfigureAwait(false);
+            var (done, total, finished) = await _gate.RunPausedAsync(() => DefragBatchAsync(pass), cancellationToken).ConfigureAwait(false);
             progress?.Report((done, total));
             if (finished) return;
-            await RequestGate.LetWaitersInAsync().ConfigureAwait(false);
         }
     }
 
-    /// <summary>Something referenced: an L2 table (Owner = -(L1 index + 1)) or a data cluster (Owner = guest cluster).</summary>
+    /// <summary>
+    /// How far a pass has got: items (in layout order) with a key below <see cref="Key"/> have been placed in slots
+    /// below <see cref="Slot"/>. The pass only moves forward, so it ends even while requests keep allocating.
+    /// </summary>
+    private sealed class DefragPass
+    {
+        public long Key;
+        public long Slot = -1;
+        public long Placed;
+    }
+
+    /// <summary>
+    /// Something referenced: an L2 table (Owner = -(L1 index + 1)) or a data cluster (Owner = guest cluster). Key is
+    /// its place in the target layout: tables by L1 index, then data in guest order.
+    /// </summary>
     private struct DefragItem
     {
         public long Owner;
+        public long Key;
         public long Current; // cluster index
-        public long Target;  // cluster index
+        public long Target;  // cluster index, or -1 when the pass leaves it where it is
         public int Clusters;
     }
 
-    /// <summary>One batch, with the gate paused. Returns progress and whether the layout is final.</summary>
-    private async Task<(long Done, long Total, bool Finished)> DefragBatchAsync()
+    /// <summary>One batch, with the gate paused. Returns progress and whether the pass is over.</summary>
+    private async Task<(long Done, long Total, bool Finished)> DefragBatchAsync(DefragPass pass)
     {
         ThrowIfFailed();
         await WriteBackMetadataAsync().ConfigureAwait(false);
@@ -62,21 +79,32 @@ public sealed partial class QedImage
 
         var layout = await MapReferencesAsync().ConfigureAwait(false);
         var items = layout.Items;
+        if (pass.Slot < 0) pass.Slot = layout.HeaderClusters;
+
+        // The window: the next items in layout order past the pass's position, a few MiB of them, given the next slots.
         int first = 0;
-        while (first < items.Count && items[first].Current == items[first].Target) first++;
+        while (first < items.Count && items[first].Key < pass.Key) first++;
         if (first == items.Count)
         {
-            await TruncateToAsync(layout.End).ConfigureAwait(false);
+            long end = Math.Max(layout.HeaderClusters, layout.L1End);
+            foreach (long cluster in layout.Owners.Keys) end = Math.Max(end, cluster + 1);
+            await TruncateToAsync(end << _clusterBits).ConfigureAwait(false);
             return (items.Count, items.Count, true);
         }
-
-        // The window: the next items in layout order, a few MiB of them.
-        int last = first;
-        long bytes = (long)items[first].Clusters * _clusterSize;
-        while (last + 1 < items.Count && bytes + (long)items[last + 1].Clusters * _clusterSize <= DefragBatchBytes)
-            bytes += (long)items[++last].Clusters * _clusterSize;
-        long windowStart = items[first].Target;
-        long windowEnd = items[last].Target + items[last].Clusters;
+        long cursor = pass.Slot;
+        long bytes = 0;
+        int last = first - 1;
+        while (last + 1 < items.Count && (last < first || bytes + (long)items[last + 1].Clusters * _clusterSize <= DefragBatchBytes))
+        {
+            var item = items[++last];
+            bytes += (long)item.Clusters * _clusterSize;
+            for (long c = cursor; c < cursor + item.Clusters; c++)
+                if (layout.IsFixed(c)) cursor = c + 1; // the header and L1 stay put: skip past them
+            item.Target = cursor;
+            cursor += item.Clusters;
+            items[last] = item;
+        }
+        long windowStart = pass.Slot, windowEnd = cursor;
 
         // 1. Evict whatever sits in the window's slots and does not belong there, to free clusters past the window.
         var where = new Dictionary<long, int>(); // owner -> index in items
@@ -91,7 +119,7 @@ public sealed partial class QedImage
         }
         if (evict.Count > 0)
         {
-            long scan = Math.Max(windowEnd, layout.FirstSlot);
+            long scan = windowEnd;
             long fileClusters = Volatile.Read(ref _fileEnd) >> _clusterBits;
             var moves = new List<(int Index, long To)>();
             foreach (int index in evict)
@@ -114,7 +142,10 @@ public sealed partial class QedImage
         for (int i = first; i <= last; i++)
             if (items[i].Current != items[i].Target) moveIn.Add((i, items[i].Target));
         await MoveAsync(layout, items, moveIn).ConfigureAwait(false);
-        return (last + 1, items.Count, false);
+        pass.Key = items[last].Key + 1;
+        pass.Slot = windowEnd;
+        pass.Placed += last - first + 1;
+        return (pass.Placed, pass.Placed + items.Count - last - 1, false);
     }
 
     /// <summary>
@@ -185,16 +216,13 @@ public sealed partial class QedImage
         await _file.FlushAsync().ConfigureAwait(false); // only now are the old locations free
     }
 
-    /// <summary>Every referenced cluster, who owns it, and where the final layout puts it.</summary>
+    /// <summary>Every referenced cluster and who owns it, and the items in layout order.</summary>
     private sealed class DefragLayout
     {
         public required L2Table?[] Tables;
         public required List<DefragItem> Items;
         public readonly Dictionary<long, long> Owners = new(); // cluster index -> owner
         public long HeaderClusters, L1First, L1End;
-        public long FirstSlot => HeaderClusters;
-        /// <summary>The file length the final layout needs, in bytes.</summary>
-        public long End;
 
         public bool IsFixed(long cluster) => cluster < HeaderClusters || (cluster >= L1First && cluster < L1End);
 
@@ -206,8 +234,8 @@ public sealed partial class QedImage
     }
 
     /// <summary>
-    /// Walks L1 and every L2 table (validating each entry) and assigns target slots: tables in L1 order, then data in
-    /// guest order, skipping the header and the L1 table. Refuses an image with a cluster referenced twice.
+    /// Walks L1 and every L2 table (validating each entry) and lists what is referenced, in layout order: tables in L1
+    /// order, then data in guest order. Refuses an image with a cluster referenced twice.
     /// </summary>
     private async Task<DefragLayout> MapReferencesAsync()
     {
@@ -216,21 +244,6 @@ public sealed partial class QedImage
         layout.L1First = (long)_header.L1TableOffset >> _clusterBits;
         layout.L1End = layout.L1First + _header.TableSize;
         int tableClusters = (int)_header.TableSize;
-
-        long cursor = layout.HeaderClusters;
-        long NextSlot(int clusters)
-        {
-            while (true)
-            {
-                bool clash = false;
-                for (long c = cursor; c < cursor + clusters; c++)
-                    if (layout.IsFixed(c)) { cursor = c + 1; clash = true; break; }
-                if (!clash) break;
-            }
-            long slot = cursor;
-            cursor += clusters;
-            return slot;
-        }
 
         void Claim(long cluster, long owner, string what, long at)
         {
@@ -247,7 +260,7 @@ public sealed partial class QedImage
             layout.Tables[i] = table;
             long at = (long)table.FileOffset >> _clusterBits;
             for (long c = at; c < at + tableClusters; c++) Claim(c, -(i + 1), $"L1[{i}]", L1EntryFileOffset(i));
-            layout.Items.Add(new DefragItem { Owner = -(i + 1), Current = at, Target = NextSlot(tableClusters), Clusters = tableClusters });
+            layout.Items.Add(new DefragItem { Owner = -(i + 1), Key = i, Current = at, Target = -1, Clusters = tableClusters });
         }
         for (int i = 0; i < _l1.Length; i++)
         {
@@ -260,10 +273,9 @@ public sealed partial class QedImage
                 long owner = ((long)i << _entryBits) + j;
                 long cluster = (long)(entry >> _clusterBits);
                 Claim(cluster, owner, $"L2[{i}][{j}]", (long)table.FileOffset + 8L * j);
-                layout.Items.Add(new DefragItem { Owner = owner, Current = cluster, Target = NextSlot(1), Clusters = 1 });
+                layout.Items.Add(new DefragItem { Owner = owner, Key = _l1.Length + owner, Current = cluster, Target = -1, Clusters = 1 });
             }
         }
-        layout.End = Math.Max(cursor, Math.Max(layout.HeaderClusters, layout.L1End)) << _clusterBits;
         return layout;
     }
 
