@@ -19,7 +19,8 @@ layout() { # prints: discontiguities, extents, referenced bytes (this layer), fi
 import json, os, sys
 m = [e for e in json.load(sys.stdin) if e["data"] and "offset" in e and e["depth"] == 0]
 breaks = sum(1 for a, b in zip(m, m[1:]) if b["offset"] != a["offset"] + a["length"])
-print(f"discontiguities {breaks:5d}  extents {len(m):5d}  data {sum(e[\"length\"] for e in m):>10d} B  file {os.path.getsize(sys.argv[1]):>10d} B")' "$1"
+data = sum(e["length"] for e in m)
+print(f"discontiguities {breaks:5d}  extents {len(m):5d}  data {data:>10d} B  file {os.path.getsize(sys.argv[1]):>10d} B")' "$1"
 }
 
 run() { # name
