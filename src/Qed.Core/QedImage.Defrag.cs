@@ -55,7 +55,17 @@ public sealed partial class QedImage
         public long Key;
         public long Slot = -1;
         public long Placed;
+        /// <summary>The map of the last batch, kept while no request changes a mapping (see _mappingVersion).</summary>
+        public DefragLayout? Layout;
+        public long Version;
+        public int Next; // index in Layout.Items of the first item past Key
     }
+
+    /// <summary>
+    /// Bumped whenever a mapping changes (an L2 entry committed, an L1 entry written, a shrink dropping entries), so a
+    /// defrag pass can tell that its map is still exact and need not walk every table again for every batch.
+    /// </summary>
+    private long _mappingVersion;
 
     /// <summary>
     /// Something referenced: an L2 table (Owner = -(L1 index + 1)) or a data cluster (Owner = guest cluster). Key is
@@ -77,18 +87,26 @@ public sealed partial class QedImage
         await WriteBackMetadataAsync().ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
 
-        var layout = await MapReferencesAsync().ConfigureAwait(false);
+        await AwaitTableLoadsAsync().ConfigureAwait(false);
+        var layout = pass.Layout;
+        if (layout is null || pass.Version != Volatile.Read(ref _mappingVersion) || !IsCacheOf(layout))
+        {
+            layout = await MapReferencesAsync().ConfigureAwait(false);
+            pass.Layout = layout;
+            pass.Next = 0;
+        }
         var items = layout.Items;
         if (pass.Slot < 0) pass.Slot = layout.HeaderClusters;
 
         // The window: the next items in layout order past the pass's position, a few MiB of them, given the next slots.
-        int first = 0;
+        int first = pass.Next;
         while (first < items.Count && items[first].Key < pass.Key) first++;
         if (first == items.Count)
         {
             long end = Math.Max(layout.HeaderClusters, layout.L1End);
             foreach (long cluster in layout.Owners.Keys) end = Math.Max(end, cluster + 1);
             await TruncateToAsync(end << _clusterBits).ConfigureAwait(false);
+            pass.Layout = null;
             return (items.Count, items.Count, true);
         }
         long cursor = pass.Slot;
@@ -107,8 +125,7 @@ public sealed partial class QedImage
         long windowStart = pass.Slot, windowEnd = cursor;
 
         // 1. Evict whatever sits in the window's slots and does not belong there, to free clusters past the window.
-        var where = new Dictionary<long, int>(); // owner -> index in items
-        for (int i = 0; i < items.Count; i++) where[items[i].Owner] = i;
+        var where = layout.Where;
         var evict = new List<int>();
         var seen = new HashSet<long>();
         for (long slot = windowStart; slot < windowEnd; slot++)
@@ -119,16 +136,14 @@ public sealed partial class QedImage
         }
         if (evict.Count > 0)
         {
-            long scan = windowEnd;
-            long fileClusters = Volatile.Read(ref _fileEnd) >> _clusterBits;
             var moves = new List<(int Index, long To)>();
             foreach (int index in evict)
             {
                 long to = -1;
-                if (items[index].Clusters == 1)
+                if (items[index].Clusters == 1 && layout.Free.Count > 0 && layout.Free.Max >= windowEnd)
                 {
-                    while (scan < fileClusters && (layout.Owners.ContainsKey(scan) || layout.IsFixed(scan))) scan++;
-                    if (scan < fileClusters) to = scan++;
+                    to = layout.Free.GetViewBetween(windowEnd, layout.Free.Max).Min; // the lowest hole past the window
+                    layout.Free.Remove(to);
                 }
                 if (to < 0)
                     lock (_metaLock) to = Reserve((long)items[index].Clusters * _clusterSize) >> _clusterBits;
@@ -144,6 +159,8 @@ public sealed partial class QedImage
         await MoveAsync(layout, items, moveIn).ConfigureAwait(false);
         pass.Key = items[last].Key + 1;
         pass.Slot = windowEnd;
+        pass.Next = last + 1;
+        pass.Version = Volatile.Read(ref _mappingVersion); // our own moves included
         pass.Placed += last - first + 1;
         return (pass.Placed, pass.Placed + items.Count - last - 1, false);
     }
@@ -216,21 +233,47 @@ public sealed partial class QedImage
         await _file.FlushAsync().ConfigureAwait(false); // only now are the old locations free
     }
 
-    /// <summary>Every referenced cluster and who owns it, and the items in layout order.</summary>
+    /// <summary>Every referenced cluster and who owns it, the items in layout order, and the holes.</summary>
     private sealed class DefragLayout
     {
         public required L2Table?[] Tables;
         public required List<DefragItem> Items;
         public readonly Dictionary<long, long> Owners = new(); // cluster index -> owner
+        public readonly Dictionary<long, int> Where = new();   // owner -> index in Items
+        public readonly SortedSet<long> Free = new();          // unreferenced clusters inside the file, header and L1 aside
         public long HeaderClusters, L1First, L1End;
 
         public bool IsFixed(long cluster) => cluster < HeaderClusters || (cluster >= L1First && cluster < L1End);
 
         public void Move(DefragItem item, long to)
         {
-            for (long c = item.Current; c < item.Current + item.Clusters; c++) Owners.Remove(c);
-            for (long c = to; c < to + item.Clusters; c++) Owners[c] = item.Owner;
+            for (long c = item.Current; c < item.Current + item.Clusters; c++) { Owners.Remove(c); Free.Add(c); }
+            for (long c = to; c < to + item.Clusters; c++) { Owners[c] = item.Owner; Free.Remove(c); }
         }
+    }
+
+    /// <summary>Whether the tables of <paramref name="layout"/> are the objects the cache holds (or not cached at all).</summary>
+    private bool IsCacheOf(DefragLayout layout)
+    {
+        for (int i = 0; i < layout.Tables.Length; i++)
+        {
+            var cached = Volatile.Read(ref _ready[i]);
+            if (cached != null && cached != layout.Tables[i]) return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Waits for table loads still running: a request cancelled while waiting for one has left the gate, but the load
+    /// goes on and would install a copy read from disk while the batch rewrites it.
+    /// </summary>
+    private async Task AwaitTableLoadsAsync()
+    {
+        Task[] loads;
+        lock (_metaLock) loads = _tables.Values.Where(t => !t.IsCompleted).ToArray();
+        if (loads.Length == 0) return;
+        try { await Task.WhenAll(loads).ConfigureAwait(false); }
+        catch (Exception) { } // a failed load is the request's error; the map walk below loads again and reports it
     }
 
     /// <summary>
@@ -240,6 +283,7 @@ public sealed partial class QedImage
     private async Task<DefragLayout> MapReferencesAsync()
     {
         var layout = new DefragLayout { Tables = new L2Table?[_l1.Length], Items = new List<DefragItem>() };
+        await AwaitTableLoadsAsync().ConfigureAwait(false);
         layout.HeaderClusters = _headerBytes >> _clusterBits;
         layout.L1First = (long)_header.L1TableOffset >> _clusterBits;
         layout.L1End = layout.L1First + _header.TableSize;
@@ -276,6 +320,10 @@ public sealed partial class QedImage
                 layout.Items.Add(new DefragItem { Owner = owner, Key = _l1.Length + owner, Current = cluster, Target = -1, Clusters = 1 });
             }
         }
+        for (int i = 0; i < layout.Items.Count; i++) layout.Where[layout.Items[i].Owner] = i;
+        long fileClusters = Volatile.Read(ref _fileEnd) >> _clusterBits;
+        for (long c = layout.HeaderClusters; c < fileClusters; c++)
+            if (!layout.IsFixed(c) && !layout.Owners.ContainsKey(c)) layout.Free.Add(c);
         return layout;
     }
 

@@ -64,11 +64,13 @@ public sealed partial class QedImage
         if (keepEnd > newSize) await WriteZeroesCoreAsync(newSize, keepEnd - newSize, checkRange: false, CancellationToken.None).ConfigureAwait(false);
         await WriteBackMetadataAsync().ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
+        await AwaitTableLoadsAsync().ConfigureAwait(false);
 
         // Drop every mapping past the new end: partial tables get their tail entries cleared, tables wholly past it
         // are unlinked. Durable before the header shrinks, so a crash never leaves mappings beyond the size that a
         // later grow would expose.
         long firstDropped = (newSize + cs - 1) / cs;
+        Interlocked.Increment(ref _mappingVersion);
         var freed = new List<(long Offset, long Length)>();
         for (int i = (int)(firstDropped >> _entryBits); i < _l1.Length; i++)
         {
