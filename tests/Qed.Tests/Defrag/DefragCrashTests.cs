@@ -142,6 +142,28 @@ public class DefragCrashTests
         Assert.Equal(data.AsMemory(0, 2 << 20).ToArray(), await Operations.OperationFixtures.ReadAllAsync(image));
     }
 
+    /// <summary>
+    /// The crash harness's random workloads (writes, zero writes, discards, flushes, some concurrent) with defrags
+    /// running alongside the writes: every crash state keeps what was flushed and reads old or new data elsewhere.
+    /// </summary>
+    [Fact]
+    public async Task DefragsAmongConcurrentWritesKeepEveryFlushedByteAtEveryCrashPoint()
+    {
+        var violations = new List<string>();
+        int states = 0;
+        for (int seed = 0; seed < 4; seed++)
+        {
+            var scenario = new CrashHarness.Scenario(seed, 4096, 2, 1L << 20, seed % 2 == 0 ? 0 : (1L << 20) / 2 + 1536, Ops: 24,
+                Concurrent: true, Defrag: true);
+            var harness = new CrashHarness(scenario);
+            await harness.RunAsync(randomSubsetRate: 0.5);
+            states += harness.States;
+            violations.AddRange(harness.Violations);
+        }
+        Assert.True(violations.Count == 0, $"{states} states\n" + string.Join("\n", violations.Take(10)));
+        Assert.True(states > 1000, $"{states} states");
+    }
+
     [Fact]
     public async Task CancellingADefragPartWayLeavesACleanImageWithEveryByte()
     {
