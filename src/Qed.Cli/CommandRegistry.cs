@@ -21,6 +21,7 @@ internal static class CommandRegistry
         yield return IoCommand.Build();
         yield return BenchCommand.Build();
         yield return StreamCommand.Build();
+        yield return DefragCommand.Build();
         yield return CheckCommand.Build();
         yield return ServeCommand.Build();
     }

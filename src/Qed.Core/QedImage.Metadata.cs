@@ -39,6 +39,7 @@ public sealed partial class QedImage
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask CommitEntriesAsync(L2Table table, int first, int count, ulong firstValue, ulong step, bool eager)
     {
+        Interlocked.Increment(ref _mappingVersion);
         eager |= _writeThrough;
         if (!eager)
         {
@@ -176,6 +177,7 @@ public sealed partial class QedImage
         await _l1WriteLock.WaitAsync().ConfigureAwait(false);
         try
         {
+            Interlocked.Increment(ref _mappingVersion);
             Volatile.Write(ref _l1[l1Index], value);
             const int perSector = 512 / 8;
             int start = l1Index / perSector * perSector;

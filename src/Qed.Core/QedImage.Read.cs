@@ -8,6 +8,25 @@ public sealed partial class QedImage
     /// <inheritdoc />
     public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        if (!_gate.TryEnter()) return ReadGatedAsync(offset, buffer, cancellationToken);
+        ValueTask pending;
+        try { pending = ReadCoreAsync(offset, buffer, cancellationToken); }
+        catch { _gate.Leave(); throw; }
+        // The file offset found by the lookup is used before the request leaves the gate: see QedImage.Defrag.cs.
+        return _gate.LeaveWhenDone(pending);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadGatedAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try { await ReadCoreAsync(offset, buffer, cancellationToken).ConfigureAwait(false); }
+        finally { _gate.Leave(); }
+    }
+
+    /// <summary>The read, inside the gate.</summary>
+    private ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
         CheckRange(offset, buffer.Length);
         // Fast path: one run of one kind with its table in memory needs no state machine of ours.
         if (buffer.Length > 0 && TryLookupCached(offset, buffer.Length, out var extent) && extent.Length == buffer.Length)
@@ -62,6 +81,22 @@ public sealed partial class QedImage
 
     /// <inheritdoc />
     public override ValueTask<LayerExtent> GetLayerExtentAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        if (!_gate.TryEnter()) return Gated(offset, length, cancellationToken);
+        ValueTask<LayerExtent> pending;
+        try { pending = GetLayerExtentCoreAsync(offset, length, cancellationToken); }
+        catch { _gate.Leave(); throw; }
+        return _gate.LeaveWhenDone(pending);
+
+        async ValueTask<LayerExtent> Gated(long offset, long length, CancellationToken ct)
+        {
+            await _gate.EnterAsync(ct).ConfigureAwait(false);
+            try { return await GetLayerExtentCoreAsync(offset, length, ct).ConfigureAwait(false); }
+            finally { _gate.Leave(); }
+        }
+    }
+
+    private ValueTask<LayerExtent> GetLayerExtentCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
         CheckRange(offset, length);
         if (length == 0) return ValueTask.FromResult(new LayerExtent(offset, 0, ExtentKind.Unallocated, -1));

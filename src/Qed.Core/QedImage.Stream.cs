@@ -10,12 +10,17 @@ public sealed partial class QedImage
     /// only if they are still unallocated: a guest write that got there first is never overwritten with stale backing
     /// data. Returns false when the clusters changed (look again).
     /// </summary>
-    internal ValueTask<bool> CopyUpAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    internal async ValueTask<bool> CopyUpAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
-        CheckWritable();
-        CheckRange(offset, data.Length);
-        ThrowIfFailed();
-        return AllocateAsync(offset, data, data.Length, ExtentKind.Unallocated, zeroClusters: false, ct);
+        await _gate.EnterAsync(ct).ConfigureAwait(false); // a request like any other while defragment or resize pause
+        try
+        {
+            CheckWritable();
+            CheckRange(offset, data.Length);
+            ThrowIfFailed();
+            return await AllocateAsync(offset, data, data.Length, ExtentKind.Unallocated, zeroClusters: false, ct).ConfigureAwait(false);
+        }
+        finally { _gate.Leave(); }
     }
 
     /// <summary>

@@ -14,7 +14,7 @@ public sealed partial class QedImage
     private sealed class L2Table(int l1Index, ulong fileOffset, ulong[] entries, bool linked)
     {
         public readonly int L1Index = l1Index;
-        public readonly ulong FileOffset = fileOffset;
+        public ulong FileOffset = fileOffset; // changes only while the gate is paused (defragment moves tables)
         public readonly ulong[] Entries = entries;
         /// <summary>True once the table is on disk and the L1 entry pointing at it is written.</summary>
         public bool Linked = linked;
@@ -38,7 +38,7 @@ public sealed partial class QedImage
     private readonly Dictionary<int, Task<L2Table>> _tables = new(); // loaded, loading and new tables
     private readonly L2Table?[] _ready;   // loaded and new tables by L1 index: the lock-free fast path of lookups
     private long _fileEnd;           // next free cluster-aligned file offset; only grows
-    private readonly long _staleEnd; // the file's length at open: bytes in [_fileEnd at open, _staleEnd) are stale
+    private long _staleEnd; // the file's length at open (or a later synced truncation): below it bytes may be stale
     private long _extendedTo;        // the file length this session has set: never below any reserved cluster
 
     /// <summary>Set when a corrupt entry or a failed metadata write was met: writes are refused until a check.</summary>

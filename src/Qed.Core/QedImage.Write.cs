@@ -23,6 +23,24 @@ public sealed partial class QedImage
     /// <inheritdoc />
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
+        if (!_gate.TryEnter()) return WriteGatedAsync(offset, data, cancellationToken);
+        ValueTask pending;
+        try { pending = WriteCoreAsync(offset, data, cancellationToken); }
+        catch { _gate.Leave(); throw; }
+        return _gate.LeaveWhenDone(pending);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteGatedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try { await WriteCoreAsync(offset, data, cancellationToken).ConfigureAwait(false); }
+        finally { _gate.Leave(); }
+    }
+
+    /// <summary>The write, inside the gate.</summary>
+    private ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
         CheckWritable();
         CheckRange(offset, data.Length);
         ThrowIfFailed();
@@ -51,8 +69,16 @@ public sealed partial class QedImage
     /// <inheritdoc />
     public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try { await WriteZeroesCoreAsync(offset, length, checkRange: true, cancellationToken).ConfigureAwait(false); }
+        finally { _gate.Leave(); }
+    }
+
+    /// <summary>Write-zeroes inside the gate (or by the pausing operation, which may zero past the guest size).</summary>
+    private async ValueTask WriteZeroesCoreAsync(long offset, long length, bool checkRange, CancellationToken cancellationToken)
+    {
         CheckWritable();
-        CheckRange(offset, length);
+        if (checkRange) CheckRange(offset, length);
         ThrowIfFailed();
         while (length > 0)
         {
@@ -105,6 +131,13 @@ public sealed partial class QedImage
     /// are left alone: discard is advisory.
     /// </remarks>
     public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try { await DiscardCoreAsync(offset, length, cancellationToken).ConfigureAwait(false); }
+        finally { _gate.Leave(); }
+    }
+
+    private async ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
         CheckWritable();
         CheckRange(offset, length);
@@ -183,6 +216,14 @@ public sealed partial class QedImage
     public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (_readOnly) return;
+        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
+        try { await FlushCoreAsync(cancellationToken).ConfigureAwait(false); }
+        finally { _gate.Leave(); }
+    }
+
+    /// <summary>Flush inside the gate, or by the pausing operation.</summary>
+    private async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+    {
         await WriteBackMetadataAsync().ConfigureAwait(false);
         await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
         ScheduleNeedCheckClear();

@@ -26,7 +26,10 @@ public sealed partial class QedImage : DiskImage
     private readonly int _entriesPerTable;
     private readonly int _tableBytes;
     private readonly long _headerBytes;
-    private readonly long _size;
+    private long _size; // changes only while the gate is paused (online resize), so a request sees one value
+
+    /// <summary>Pauses requests for maintenance batches (defragment, online resize): see RequestGate.cs.</summary>
+    private readonly RequestGate _gate = new();
 
     private QedImage(IBlockStorage file, QedHeader header, ulong[] l1, DiskImage? backing, string? backingName, bool readOnly, long cacheBudget)
     {
@@ -73,7 +76,7 @@ public sealed partial class QedImage : DiskImage
     public override string Name => _file.Name;
 
     /// <inheritdoc />
-    public override long Size => _size;
+    public override long Size => Volatile.Read(ref _size);
 
     /// <inheritdoc />
     public override bool IsReadOnly => _readOnly;

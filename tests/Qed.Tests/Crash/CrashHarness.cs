@@ -14,10 +14,10 @@ internal sealed class CrashHarness
 {
     /// <summary>A workload's shape.</summary>
     public sealed record Scenario(int Seed, uint ClusterSize, uint TableSize, long Size, long BackingSize, int Ops,
-        bool Concurrent, bool BreakOrdering = false)
+        bool Concurrent, bool BreakOrdering = false, bool Defrag = false)
     {
         public override string ToString() =>
-            $"seed {Seed}, cluster {ClusterSize}, table {TableSize}, size {Size}, backing {BackingSize}, ops {Ops}, concurrent {Concurrent}, broken {BreakOrdering}";
+            $"seed {Seed}, cluster {ClusterSize}, table {TableSize}, size {Size}, backing {BackingSize}, ops {Ops}, concurrent {Concurrent}, broken {BreakOrdering}, defrag {Defrag}";
     }
 
     /// <summary>A guest operation of the workload and the span of storage operations it issued.</summary>
@@ -61,6 +61,7 @@ internal sealed class CrashHarness
 
         var image = await QedImage.OpenAsync(storage, Options, _backing != null ? OpenBacking : null);
         image.TestSkipDataFlush = _s.BreakOrdering;
+        if (_s.Defrag) image.DefragBatchBytes = 16 << 10; // many batches, interleaved with the step's writes
         long nextId = 1;
         for (int i = 0; i < _s.Ops; i++)
         {
@@ -86,6 +87,8 @@ internal sealed class CrashHarness
                 changes.Add(change);
                 tasks.Add(Issue(image, change));
             }
+            // Defragment alongside the step's writes: it changes no content, so the model needs nothing new.
+            if (_s.Defrag && rnd.Next(3) == 0) tasks.Add(Task.Run(() => image.DefragmentAsync()));
             await Task.WhenAll(tasks);
             steps.Add(new Step(changes, false, start, storage.Position));
         }
