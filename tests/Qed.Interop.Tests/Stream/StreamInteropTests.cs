@@ -61,6 +61,26 @@ public class StreamInteropTests
         Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "raw", "top.qed", "want.raw"));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("base.raw")]
+    public void AChainMadeByQedStreamsToo(string? baseName)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.Qed("create", "-f", "raw", "base.raw", "16M"));
+        Tool.Ok(dir.Qed("io", "-f", "raw", "-c", "write -P 0x11 0 16M", "base.raw"));
+        Tool.Ok(dir.Qed("create", "-f", "qed", "-b", "base.raw", "-F", "raw", "mid.qed"));
+        Tool.Ok(dir.Qed("io", "-c", "write -P 0x22 1M 3M", "-c", "write -z 6M 1M", "-c", "discard 9M 64k", "mid.qed"));
+        Tool.Ok(dir.Qed("create", "-f", "qed", "-b", "mid.qed", "-F", "qed", "top.qed"));
+        Tool.Ok(dir.Qed("io", "-c", "write -P 0x33 2M 100k", "top.qed"));
+        Tool.Ok(dir.QemuImg("convert", "-O", "raw", "top.qed", "want.raw"));
+
+        Tool.Ok(dir.Qed(baseName is null ? ["stream", "top.qed"] : ["stream", "-b", baseName, "top.qed"]));
+        Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "raw", "top.qed", "want.raw"));
+        QemuCheck.AssertClean(dir, "top.qed");
+        Assert.Equal((baseName, baseName is null ? null : "raw"), Backing(dir, "top.qed"));
+    }
+
     [Fact]
     public void ABaseInAnotherFolderIsRecordedRelativeToTheImage()
     {
