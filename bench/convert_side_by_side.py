@@ -72,15 +72,18 @@ def main():
                     results.setdefault((name, tool), []).append(t)
                     if rep == 0 and tool == "qed":  # what qed wrote must equal the source
                         run(["qemu-img", "compare", "-f", sfmt, "-F", tfmt, os.path.join(work, src), dst])
-        print(f"{'case':<14} {'qemu-img s':>11} {'qed s':>8} {'ratio':>6} {'qemu-img cpu':>13} {'qed cpu':>8} {'qemu-img MiB':>13} {'qed MiB':>8}")
+        print(f"{'case':<14} {'qemu-img s':>11} {'qed s':>8} {'ratio':>6} {'ratios min-max':>15} {'qemu-img cpu':>13} {'qed cpu':>8} {'qemu-img MiB':>13} {'qed MiB':>8}")
         for name, _, _, _ in CASES:
             q = results[(name, "qemu-img")]
             o = results[(name, "qed")]
             qt, ot = statistics.median(x[0] for x in q), statistics.median(x[0] for x in o)
             qm, om = max(x[1] for x in q), max(x[1] for x in o)
             qc, oc = statistics.median(x[2] for x in q), statistics.median(x[2] for x in o)
-            print(f"{name:<14} {qt:>11.2f} {ot:>8.2f} {ot / qt:>6.2f} {qc:>13.2f} {oc:>8.2f} {qm:>13.1f} {om:>8.1f}")
-        print(f"(median of {args.reps} interleaved runs: wall seconds, user+system CPU seconds; memory is the peak RSS over all runs; files in {work})")
+            # Each qed run against the qemu-img run just before it: the spread shows how noisy the machine was.
+            pairs = [b[0] / a[0] for a, b in zip(q, o)]
+            spread = f"{min(pairs):.2f}-{max(pairs):.2f}"
+            print(f"{name:<14} {qt:>11.2f} {ot:>8.2f} {ot / qt:>6.2f} {spread:>15} {qc:>13.2f} {oc:>8.2f} {qm:>13.1f} {om:>8.1f}")
+        print(f"(median of {args.reps} interleaved runs: wall seconds, ratio of the medians and the range of the per-pair ratios, user+system CPU seconds; memory is the peak RSS over all runs; files in {work})")
     finally:
         if not args.dir and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
