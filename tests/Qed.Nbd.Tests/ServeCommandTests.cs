@@ -43,7 +43,20 @@ public sealed partial class ServeCommandTests : IDisposable
     {
         await Tool.CheckAsync("kill", $"-{signal}", p.Id.ToString());
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await p.WaitForExitAsync(cts.Token);
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // Say whether the server really is still running (and where its threads wait) before failing.
+            string state = File.Exists($"/proc/{p.Id}/status")
+                ? string.Join("; ", File.ReadLines($"/proc/{p.Id}/status").Where(l => l.StartsWith("State") || l.StartsWith("Threads")))
+                  + "; waiting in: " + string.Join(",", Directory.GetDirectories($"/proc/{p.Id}/task").Select(t => File.ReadAllText(Path.Combine(t, "wchan"))).Distinct())
+                : "no /proc entry: the process is gone but its exit was not observed";
+            try { p.Kill(); } catch (InvalidOperationException) { }
+            Assert.Fail($"qed serve did not exit within 30 s of SIG{signal}: {state}");
+        }
         return p.ExitCode;
     }
 
