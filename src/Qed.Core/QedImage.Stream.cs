@@ -29,14 +29,19 @@ public sealed partial class QedImage
     /// Makes the whole, unallocated clusters under [offset, offset+length) (one L2 table) zero clusters, only if they
     /// are all still unallocated. Returns false when the clusters changed (look again).
     /// </summary>
-    internal ValueTask<bool> CopyUpZeroesAsync(long offset, long length, CancellationToken ct)
+    internal async ValueTask<bool> CopyUpZeroesAsync(long offset, long length, CancellationToken ct)
     {
-        CheckWritable();
-        CheckRange(offset, length);
-        ThrowIfFailed();
-        if (((offset | length) & (_clusterSize - 1)) != 0)
-            throw new ArgumentException($"Zero clusters need whole clusters (offset {offset}, length {length})");
-        return AllocateAsync(offset, default, length, ExtentKind.Unallocated, zeroClusters: true, ct);
+        await _gate.EnterAsync(ct).ConfigureAwait(false); // as CopyUpAsync: a request like any other
+        try
+        {
+            CheckWritable();
+            CheckRange(offset, length);
+            ThrowIfFailed();
+            if (((offset | length) & (_clusterSize - 1)) != 0)
+                throw new ArgumentException($"Zero clusters need whole clusters (offset {offset}, length {length})");
+            return await AllocateAsync(offset, default, length, ExtentKind.Unallocated, zeroClusters: true, ct).ConfigureAwait(false);
+        }
+        finally { _gate.Leave(); }
     }
 
     /// <summary>Refuses a backing change this program cannot write safely, before any data is copied.</summary>
