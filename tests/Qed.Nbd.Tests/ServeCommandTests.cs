@@ -24,8 +24,20 @@ public sealed partial class ServeCommandTests : IDisposable
     private static Process StartQed(string[] args)
     {
         string? exe = Environment.GetEnvironmentVariable("QED_EXE");
-        var psi = new ProcessStartInfo(string.IsNullOrEmpty(exe) ? "dotnet" : exe) { RedirectStandardOutput = true, RedirectStandardError = true };
-        if (string.IsNullOrEmpty(exe)) psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qed.dll"));
+        // Through env --default-signal=INT: a test run started in the background by a non-interactive shell ignores
+        // SIGINT, children inherit that, and the runtime (rightly) keeps an inherited ignored SIGINT ignored, so
+        // the Ctrl+C test would wait for a signal that never arrives.
+        var psi = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("--default-signal=INT");
+        if (string.IsNullOrEmpty(exe))
+        {
+            psi.ArgumentList.Add("dotnet");
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qed.dll"));
+        }
+        else
+        {
+            psi.ArgumentList.Add(exe);
+        }
         foreach (var a in args) psi.ArgumentList.Add(a);
         return Process.Start(psi)!;
     }

@@ -56,6 +56,11 @@ internal static class ServeCommand
                     string name = i < exportNames.Length ? exportNames[i] : Path.GetFileName(paths[i]);
                     exports.Add(new NbdExport(name, image, ro, i < exportDescriptions.Length ? exportDescriptions[i] : null));
                 }
+                // Socket completions run on the socket engine's thread instead of hopping to the thread pool: the
+                // request loop never blocks (reads that hit the page cache complete on the spot, everything else is
+                // awaited), and the hop cost a quarter of the 4 KiB random-read rate (39k against 50k IOPS with fio
+                // at QD32, measured). Read once, when the first socket is made, so it is set before the server starts.
+                Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
                 var server = NbdServer.Start(endPoint, new NbdServerOptions
                 {
                     Exports = exports,
