@@ -67,6 +67,9 @@ def main():
                     dst = os.path.join(work, f"out.{tfmt}")
                     if os.path.exists(dst):
                         os.remove(dst)
+                    # No dirty pages left by the run before: the kernel would write them back during this one, and
+                    # charge whichever tool runs next for it.
+                    os.sync()
                     exe = "qemu-img" if tool == "qemu-img" else QED
                     t = timed([exe, "convert", "-f", sfmt, "-O", tfmt, os.path.join(work, src), dst])
                     results.setdefault((name, tool), []).append(t)
