@@ -54,7 +54,9 @@ public class StreamCrashTests
             if (violations.Count > 10) break;
         }
         Assert.True(violations.Count == 0, $"{states} states; " + string.Join("\n", violations));
-        Assert.True(states > 40, $"only {states} crash states");
+        // A guard against a degenerate run, not a correctness check. Streaming the two layers above m1 makes about 35
+        // storage operations since overlay entries are written back once at the flush rather than after each chunk.
+        Assert.True(states > 30, $"only {states} crash states");
 
         async Task VerifyAsync(MemoryStorage file, string where, bool final)
         {
