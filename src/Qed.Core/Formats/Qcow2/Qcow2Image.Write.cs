@@ -205,6 +205,10 @@ public sealed partial class Qcow2Image
         return false;
     }
 
+    /// <summary>Where the whole clusters of a run ending at <paramref name="runEnd"/> end: the image's last, partial
+    /// cluster counts as whole (write-zeroes and discard treat it alike).</summary>
+    private long WholeClustersEnd(long runEnd) => runEnd == _size ? runEnd : runEnd & ~(long)(_clusterSize - 1);
+
     /// <inheritdoc />
     public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
@@ -216,7 +220,7 @@ public sealed partial class Qcow2Image
         {
             var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
             long runEnd = offset + m.Length;
-            long wholeEnd = runEnd == _size ? runEnd : runEnd & ~mask; // the image's last, partial cluster counts as whole
+            long wholeEnd = WholeClustersEnd(runEnd);
             long n;
             bool ok;
             if ((offset & mask) == 0 && wholeEnd > offset)
@@ -304,7 +308,7 @@ public sealed partial class Qcow2Image
         {
             var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
             long runEnd = offset + m.Length;
-            long wholeEnd = runEnd == _size ? runEnd : runEnd & ~mask;
+            long wholeEnd = WholeClustersEnd(runEnd);
             long n = m.Length;
             if ((offset & mask) != 0 || wholeEnd <= offset)
             {
