@@ -191,10 +191,12 @@ public sealed partial class QedImage
     }
 
     /// <summary>
-    /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file is extended (sparse) to
-    /// cover it at once, in steps of at least 4 MiB (few ftruncates; at most that much is leaked by a crash; bigger
-    /// steps made every crash-test state carry the slack), so a cluster whose tail is never written still lies wholly
-    /// inside the file. Done under _metaLock so no write lies past the new length when it is set: it only grows.
+    /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file is grown to cover it at
+    /// once, in steps of at least 4 MiB (few calls; at most that much is leaked by a crash; bigger steps made every
+    /// crash-test state carry the slack), so a cluster whose tail is never written still lies wholly inside the file.
+    /// The step is reserved space where the filesystem allows (fallocate): new clusters then fill reserved extents,
+    /// which the kernel takes faster than holes. Done under _metaLock so no write lies past the new length when it is
+    /// set: it only grows.
     /// </summary>
     private long Reserve(long bytes)
     {
@@ -204,7 +206,7 @@ public sealed partial class QedImage
         if (end > _extendedTo)
         {
             long target = end + Math.Max(_clusterSize, 4L << 20);
-            _file.SetLengthAsync(target).AsTask().GetAwaiter().GetResult(); // storage sets lengths synchronously
+            _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // storage sets lengths synchronously
             _extendedTo = target;
         }
         return offset;

@@ -30,6 +30,14 @@ public interface IBlockStorage : IAsyncDisposable, IDisposable
     ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Extends the storage to <paramref name="length"/> (never shrinks it), reserving the space where the platform
+    /// can, so later writes there fill space already set aside instead of holes; new bytes read as zeroes. Storage
+    /// that cannot reserve just sets the length.
+    /// </summary>
+    ValueTask GrowAsync(long length, CancellationToken cancellationToken = default) =>
+        length > Length ? SetLengthAsync(length, cancellationToken) : ValueTask.CompletedTask;
+
+    /// <summary>
     /// Makes a range read as zeroes, freeing its space where the platform can (hole punching); the length is unchanged.
     /// </summary>
     ValueTask ZeroRangeAsync(long offset, long length, CancellationToken cancellationToken = default);

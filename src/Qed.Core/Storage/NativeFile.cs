@@ -17,6 +17,8 @@ internal static partial class NativeFile
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
     private const int ENXIO = 6;
+    private const int ENOSYS = 38;
+    private const int EOPNOTSUPP = 95;
 
     [LibraryImport(NativeFile.Libc, EntryPoint = "lseek", SetLastError = true)]
     private static partial long LSeek(SafeFileHandle fd, long offset, int whence);
@@ -73,6 +75,29 @@ internal static partial class NativeFile
         try { return FAllocate(handle, FallocPunchHole | FallocKeepSize, offset, length) == 0; }
         catch (EntryPointNotFoundException) { return false; }
         catch (DllNotFoundException) { return false; }
+    }
+
+    private static volatile bool s_allocateUnsupported = !OperatingSystem.IsLinux();
+
+    /// <summary>
+    /// Reserves [offset, offset+length) (fallocate, mode 0: the file grows if the range ends past it); false when the
+    /// platform or filesystem cannot (then the caller sets the length instead), remembered so the call is not retried.
+    /// </summary>
+    public static bool TryAllocate(SafeFileHandle handle, long offset, long length)
+    {
+        if (s_allocateUnsupported) return false;
+        try
+        {
+            if (FAllocate(handle, 0, offset, length) == 0) return true;
+            // Out of space (or another passing failure): the plain length change still works, and the writes that
+            // follow report the shortage. Only a filesystem that cannot fallocate at all stops the attempts.
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is not (EOPNOTSUPP or ENOSYS)) return false;
+        }
+        catch (EntryPointNotFoundException) { }
+        catch (DllNotFoundException) { }
+        s_allocateUnsupported = true;
+        return false;
     }
 
     /// <summary>fdatasync where available (it skips the inode timestamps that fsync also writes), else a full flush.</summary>

@@ -47,6 +47,37 @@ public sealed class FileStorageTests : IDisposable
     }
 
     /// <summary>
+    /// Growing (how a QED image takes its next clusters) keeps what is there, reads as zeroes after it, never
+    /// shrinks, and reserves the space on disk (fallocate) rather than leaving a hole, since writes into reserved
+    /// space are cheaper for the kernel. /tmp filesystems here (ext4, tmpfs) all reserve.
+    /// </summary>
+    [Fact]
+    public async Task GrowKeepsTheDataReservesTheSpaceAndNeverShrinks()
+    {
+        string path = Path.Combine(_dir, "grow.img");
+        var head = new byte[100];
+        new Random(7).NextBytes(head);
+        File.WriteAllBytes(path, head);
+        await using (var storage = FileStorage.Open(path, writable: true))
+        {
+            await storage.GrowAsync(1 << 20);
+            Assert.Equal(1 << 20, storage.Length);
+            await storage.GrowAsync(4096);
+            Assert.Equal(1 << 20, storage.Length);
+            var back = new byte[1 << 20];
+            await storage.ReadAsync(0, back);
+            Assert.True(back.AsSpan(0, 100).SequenceEqual(head), "the bytes before the growth changed");
+            Assert.True(back.AsSpan(100).IndexOfAnyExcept((byte)0) < 0, "the grown range does not read as zeroes");
+        }
+        var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%b %B", path])
+            { RedirectStandardOutput = true })!;
+        var fields = (await stat.StandardOutput.ReadToEndAsync()).Split(' ');
+        await stat.WaitForExitAsync();
+        long allocated = long.Parse(fields[0]) * long.Parse(fields[1]);
+        Assert.True(allocated >= 1 << 20, $"only {allocated} bytes are allocated on disk after growing to 1 MiB");
+    }
+
+    /// <summary>
     /// Small buffered reads are first served from the page cache on the calling thread; large ones, and data not
     /// cached, go to the thread pool. Either way a read sees the bytes, and zeroes past the end of the file.
     /// </summary>
