@@ -14,6 +14,7 @@ public sealed class FileStorage : IBlockStorage
 
     private readonly CacheMode _cache;
     private readonly SafeFileHandle? _direct; // O_DIRECT handle for aligned requests under cache=none/directsync
+    private readonly WriteLane? _lane;        // buffered writes that do not sync go one at a time (WriteLane.cs)
 
     private FileStorage(SafeFileHandle handle, string path, bool canWrite, CacheMode cache = CacheMode.WriteBack, SafeFileHandle? direct = null)
     {
@@ -22,6 +23,7 @@ public sealed class FileStorage : IBlockStorage
         CanWrite = canWrite;
         _cache = cache;
         _direct = direct;
+        if (canWrite && cache is not (CacheMode.WriteThrough or CacheMode.DirectSync)) _lane = new WriteLane(handle);
     }
 
     /// <summary>Opens an existing file with a host cache mode (qemu's <c>-t</c>).</summary>
@@ -138,6 +140,7 @@ public sealed class FileStorage : IBlockStorage
     {
         ThrowIfReadOnly();
         if (_direct != null && DirectIO.IsAligned(offset, data.Length)) return DirectWriteAsync(offset, data, cancellationToken);
+        if (_lane != null) return _lane.WriteAsync(offset, data, cancellationToken);
         return RandomAccess.WriteAsync(_handle, data, offset, cancellationToken);
     }
 
