@@ -20,12 +20,14 @@ internal sealed partial class NbdConnection
         _replies = new ReplyWriter(_stream, _budget, Stop);
         try
         {
+            _replies.Cork(); // while the reader works through requests it already has (ReplyWriter)
             await ReadRequestsAsync(export).ConfigureAwait(false);
         }
         catch (Exception)
         {
             // EOF mid-request, a protocol violation or shutdown: stop reading; what is in flight still completes.
         }
+        _replies.Uncork();
         // DISC, EOF and shutdown all end the same way: finish every request in flight and send its reply, then
         // close (TLS first, politely).
         for (int i = 0; i < _options.MaxRequestsInFlight; i++) await _slots.WaitAsync().ConfigureAwait(false);
@@ -40,7 +42,7 @@ internal sealed partial class NbdConnection
     {
         while (true)
         {
-            await _slots.WaitAsync(_stop.Token).ConfigureAwait(false);
+            await UncorkedAsync(_slots.WaitAsync(_stop.Token)).ConfigureAwait(false);
             bool started = false;
             try
             {
@@ -67,7 +69,7 @@ internal sealed partial class NbdConnection
                     }
                     else
                     {
-                        await _budget.AcquireAsync(request.Length, _stop.Token).ConfigureAwait(false);
+                        await UncorkedAsync(_budget.AcquireAsync(request.Length, _stop.Token)).ConfigureAwait(false);
                         byte[] payload = ArrayPool<byte>.Shared.Rent((int)request.Length);
                         try
                         {
@@ -92,7 +94,7 @@ internal sealed partial class NbdConnection
                 started = true;
                 if (request.Type == NbdCommand.Read)
                 {
-                    await _budget.AcquireAsync(request.Length, _stop.Token).ConfigureAwait(false);
+                    await UncorkedAsync(_budget.AcquireAsync(request.Length, _stop.Token)).ConfigureAwait(false);
                     _ = ReadAsync(export, request);
                 }
                 else
@@ -106,6 +108,27 @@ internal sealed partial class NbdConnection
             }
         }
     }
+
+    /// <summary>
+    /// Waits for <paramref name="wait"/>, sending the replies the cork holds first if it must really wait: what it
+    /// waits for (a slot, budget, the client's next bytes) may only come once those replies have gone out.
+    /// </summary>
+    private async ValueTask UncorkedAsync(Task wait)
+    {
+        if (!wait.IsCompleted)
+        {
+            _replies.Uncork();
+            try { await wait.ConfigureAwait(false); }
+            finally { _replies.Cork(); }
+        }
+        else
+        {
+            await wait.ConfigureAwait(false); // observes a fault or cancellation
+        }
+    }
+
+    private ValueTask UncorkedAsync(ValueTask wait) =>
+        wait.IsCompletedSuccessfully ? ValueTask.CompletedTask : UncorkedAsync(wait.AsTask());
 
     private NbdRequest ParseRequest(out uint magic)
     {

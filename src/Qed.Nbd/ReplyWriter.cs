@@ -1,24 +1,37 @@
 using System.Buffers;
-using System.Threading.Channels;
 
 namespace Qed.Nbd;
 
 /// <summary>
 /// Serialises replies onto the connection. Handlers enqueue whole replies (header and payload in one pooled
-/// buffer); one loop writes them, gathering small ones into a single send and writing large ones straight from
-/// their buffer, so a READ's data is copied once (disk to buffer) before the socket.
+/// buffer); one send loop at a time writes them, gathering small ones into a single send and writing large ones
+/// straight from their buffer, so a READ's data is copied once (disk to buffer) before the socket.
 /// </summary>
+/// <remarks>
+/// The loop runs on whichever thread finds it idle, inline, so a reply to a request served from the page cache goes
+/// out without a thread hop. The connection's reader may cork the writer while it works through requests it already
+/// has: replies then gather until the reader is about to wait, or until a send's worth has gathered, and go out in one
+/// send instead of one each. A client at queue depth 32 sends its requests in bursts, so on loopback this cut the
+/// sends per 4 KiB read from one to about a fifteenth. The reader must uncork before it waits for anything.
+/// </remarks>
 internal sealed class ReplyWriter
 {
     private const int StagingSize = 64 * 1024;
-    // Synchronous continuations: a reply queued while the writer waits wakes it on the queuing thread, not through a
-    // thread-pool hop (worth about a tenth of the 4 KiB random-read rate, measured with fio at QD32). The writer
-    // takes no lock a producer holds, so running it inline cannot deadlock; it gives the thread back at its next wait.
-    private readonly Channel<Reply> _queue = Channel.CreateUnbounded<Reply>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
+
     private readonly Stream _stream;
     private readonly ByteBudget _budget;
     private readonly Action _onFailure;
-    private readonly Task _loop;
+    private readonly byte[] _staging = new byte[StagingSize]; // used only by the running send loop
+
+    // Under _lock.
+    private readonly Lock _lock = new();
+    private readonly Queue<Reply> _pending = new();
+    private long _pendingBytes;
+    private bool _running;   // a send loop is active and will look at _pending again before it stops
+    private bool _corked;
+    private bool _completing;
+    private bool _failed;
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private readonly record struct Reply(byte[] Buffer, int Length, long Budget);
 
@@ -27,93 +40,139 @@ internal sealed class ReplyWriter
         _stream = stream;
         _budget = budget;
         _onFailure = onFailure;
-        _loop = Task.Run(LoopAsync);
     }
 
     /// <summary>Queues a reply; the writer returns <paramref name="rented"/> to the pool and releases <paramref name="budget"/> bytes once sent.</summary>
     public void Enqueue(byte[] rented, int length, long budget = 0)
     {
-        if (!_queue.Writer.TryWrite(new Reply(rented, length, budget)))
+        lock (_lock)
         {
-            ArrayPool<byte>.Shared.Return(rented);
-            _budget.Release(budget);
+            if (_failed)
+            {
+                Discard(new Reply(rented, length, budget));
+                return;
+            }
+            _pending.Enqueue(new Reply(rented, length, budget));
+            _pendingBytes += length;
+            if (!TryStartLocked()) return;
         }
+        _ = SendLoopAsync();
+    }
+
+    /// <summary>Holds replies back until <see cref="Uncork"/> (or until a send's worth has gathered).</summary>
+    public void Cork()
+    {
+        lock (_lock) _corked = true;
+    }
+
+    /// <summary>Sends what the cork held back. Call before waiting for anything.</summary>
+    public void Uncork()
+    {
+        lock (_lock)
+        {
+            _corked = false;
+            if (!TryStartLocked()) return;
+        }
+        _ = SendLoopAsync();
     }
 
     /// <summary>Sends everything queued, then stops.</summary>
     public Task CompleteAsync()
     {
-        _queue.Writer.TryComplete();
-        return _loop;
+        bool start;
+        lock (_lock)
+        {
+            _completing = true;
+            _corked = false;
+            start = TryStartLocked();
+            if (!start && !_running) _done.TrySetResult();
+        }
+        if (start) _ = SendLoopAsync();
+        return _done.Task;
     }
 
-    private async Task LoopAsync()
+    /// <summary>Whether a send loop should start now; if so, marks it running. Caller holds _lock.</summary>
+    private bool TryStartLocked()
     {
-        byte[] staging = ArrayPool<byte>.Shared.Rent(StagingSize);
+        if (_running || _pending.Count == 0) return false;
+        if (_corked && _pendingBytes < StagingSize) return false;
+        _running = true;
+        return true;
+    }
+
+    private async Task SendLoopAsync()
+    {
         int used = 0;
-        bool failed = false;
-        var reader = _queue.Reader;
-        try
+        while (true)
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            Reply reply;
+            bool failed;
+            lock (_lock)
             {
-                while (reader.TryRead(out var reply))
+                failed = _failed;
+                if (!_pending.TryDequeue(out reply))
                 {
-                    try
+                    if (used == 0 || failed)
                     {
-                        if (failed) continue;
-                        if (reply.Length <= StagingSize - used)
-                        {
-                            reply.Buffer.AsSpan(0, reply.Length).CopyTo(staging.AsSpan(used));
-                            used += reply.Length;
-                            continue;
-                        }
-                        if (used > 0)
-                        {
-                            await _stream.WriteAsync(staging.AsMemory(0, used)).ConfigureAwait(false);
-                            used = 0;
-                        }
-                        if (reply.Length <= StagingSize / 4)
-                        {
-                            reply.Buffer.AsSpan(0, reply.Length).CopyTo(staging);
-                            used = reply.Length;
-                        }
-                        else
-                        {
-                            await _stream.WriteAsync(reply.Buffer.AsMemory(0, reply.Length)).ConfigureAwait(false);
-                        }
-                    }
-                    catch (Exception)
-                    {
-                        // The client went away (EPIPE after DISC is normal): drop the rest, tell the connection.
-                        failed = true;
-                        _onFailure();
-                    }
-                    finally
-                    {
-                        ArrayPool<byte>.Shared.Return(reply.Buffer);
-                        _budget.Release(reply.Budget);
+                        _running = false;
+                        if (_completing) _done.TrySetResult();
+                        return;
                     }
                 }
-                if (!failed)
+                else
                 {
-                    try
-                    {
-                        if (used > 0) await _stream.WriteAsync(staging.AsMemory(0, used)).ConfigureAwait(false);
-                        await _stream.FlushAsync().ConfigureAwait(false);
-                    }
-                    catch (Exception)
-                    {
-                        failed = true;
-                        _onFailure();
-                    }
+                    _pendingBytes -= reply.Length;
                 }
+            }
+            try
+            {
+                if (reply.Buffer is null)
+                {
+                    // Nothing more queued: send what is gathered, then look again.
+                    await _stream.WriteAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
+                    used = 0;
+                    await _stream.FlushAsync().ConfigureAwait(false);
+                    continue;
+                }
+                if (failed) continue;
+                if (reply.Length <= StagingSize - used)
+                {
+                    reply.Buffer.AsSpan(0, reply.Length).CopyTo(_staging.AsSpan(used));
+                    used += reply.Length;
+                    continue;
+                }
+                if (used > 0)
+                {
+                    await _stream.WriteAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
+                    used = 0;
+                }
+                if (reply.Length <= StagingSize / 4)
+                {
+                    reply.Buffer.AsSpan(0, reply.Length).CopyTo(_staging);
+                    used = reply.Length;
+                }
+                else
+                {
+                    await _stream.WriteAsync(reply.Buffer.AsMemory(0, reply.Length)).ConfigureAwait(false);
+                }
+            }
+            catch (Exception)
+            {
+                // The client went away (EPIPE after DISC is normal): drop the rest, tell the connection.
                 used = 0;
+                lock (_lock) _failed = true;
+                _onFailure();
+            }
+            finally
+            {
+                if (reply.Buffer is not null) Discard(reply);
             }
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(staging);
-        }
+    }
+
+    private void Discard(Reply reply)
+    {
+        ArrayPool<byte>.Shared.Return(reply.Buffer);
+        _budget.Release(reply.Budget);
     }
 }
