@@ -29,6 +29,15 @@ public sealed record ImageOpenOptions
     /// </summary>
     public long L2CacheBytes { get; init; } = 64L << 20;
 
+    /// <summary>
+    /// Reads up to this many bytes are first tried from the host page cache on the calling thread (no thread-pool
+    /// hop when the data is cached); larger ones, and data not cached, go to the thread pool. The default, 128 KiB,
+    /// suits callers that keep several large reads in flight from one thread (convert), which would otherwise run
+    /// one after another. A server that reads one request at a time per connection gains from a larger limit.
+    /// Applies to the whole backing chain.
+    /// </summary>
+    public long InlineReadLimit { get; init; } = FileStorage.DefaultInlineReadLimit;
+
     /// <summary>The host cache mode of the image file (backing files are read-only and use write-back).</summary>
     public CacheMode Cache { get; init; } = CacheMode.WriteBack;
 }

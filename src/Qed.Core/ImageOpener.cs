@@ -21,12 +21,12 @@ internal static class ImageOpener
         OpenBackingLayerAsync(path, format, forImage, [], ct);
 
     private static async Task<DiskImage> OpenBackingLayerAsync(string path, string? format, string forImage, List<string> chain, CancellationToken ct,
-        string? writable = null)
+        string? writable = null, long inlineReadLimit = FileStorage.DefaultInlineReadLimit)
     {
         try
         {
             bool write = writable != null && Canonical(writable) == Canonical(path);
-            var options = new ImageOpenOptions { Format = format, ReadOnly = !write, WritableBacking = write ? null : writable };
+            var options = new ImageOpenOptions { Format = format, ReadOnly = !write, WritableBacking = write ? null : writable, InlineReadLimit = inlineReadLimit };
             return await OpenLayerAsync(path, options, chain, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
@@ -48,6 +48,7 @@ internal static class ImageOpener
         try
         {
             file = FileStorage.Open(path, !options.ReadOnly, options.Cache);
+            file.InlineReadLimit = options.InlineReadLimit;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -60,13 +61,13 @@ internal static class ImageOpener
             {
                 case "qed":
                     return await QedImage.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking, options.InlineReadLimit),
                         ct).ConfigureAwait(false);
                 case "raw":
                     return new RawImage(file, options.ReadOnly);
                 case "qcow2":
                     return await Qcow2Image.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking, options.InlineReadLimit),
                         ct).ConfigureAwait(false);
                 default:
                     throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)");

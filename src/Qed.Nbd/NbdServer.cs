@@ -10,6 +10,9 @@ namespace Qed.Nbd;
 /// </summary>
 public sealed class NbdServer : IAsyncDisposable
 {
+    /// <summary>The largest READ or WRITE payload the server accepts, in bytes.</summary>
+    public const int MaxPayload = NbdLimits.MaxPayload;
+
     private readonly NbdServerOptions _options;
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stopping = new();

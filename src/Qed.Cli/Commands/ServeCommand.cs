@@ -51,7 +51,12 @@ internal static class ServeCommand
                 var exports = new List<NbdExport>();
                 for (int i = 0; i < paths.Length; i++)
                 {
-                    var image = await DiskImage.OpenAsync(paths[i], new ImageOpenOptions { Format = parse.GetValue(format), ReadOnly = ro }, ct);
+                    // A connection reads its requests one at a time, so a read the page cache holds is done right there,
+                    // whatever its size: no thread hop (1 MiB sequential reads: about +9% with fio).
+                    var image = await DiskImage.OpenAsync(paths[i], new ImageOpenOptions
+                    {
+                        Format = parse.GetValue(format), ReadOnly = ro, InlineReadLimit = NbdServer.MaxPayload,
+                    }, ct);
                     images.Add(image);
                     string name = i < exportNames.Length ? exportNames[i] : Path.GetFileName(paths[i]);
                     exports.Add(new NbdExport(name, image, ro, i < exportDescriptions.Length ? exportDescriptions[i] : null));

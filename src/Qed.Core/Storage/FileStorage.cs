@@ -93,12 +93,19 @@ public sealed class FileStorage : IBlockStorage
         return BufferedReadAsync(offset, buffer, cancellationToken);
     }
 
-    /// <summary>Reads up to this size are first tried from the page cache on the calling thread (see TryReadCached).</summary>
-    private const int CachedReadLimit = 128 * 1024;
+    /// <summary>The default of <see cref="InlineReadLimit"/>.</summary>
+    public const long DefaultInlineReadLimit = 128 * 1024;
+
+    /// <summary>
+    /// Buffered reads up to this size are first tried from the page cache on the calling thread (preadv2 with
+    /// RWF_NOWAIT); larger ones, and any that would block, go to the thread pool. See
+    /// <see cref="ImageOpenOptions.InlineReadLimit"/>.
+    /// </summary>
+    public long InlineReadLimit { get; set; } = DefaultInlineReadLimit;
 
     private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        if (buffer.Length <= CachedReadLimit)
+        if (buffer.Length <= InlineReadLimit)
         {
             int cached = NativeFile.TryReadCached(_handle, buffer.Span, offset);
             if (cached == buffer.Length) return ValueTask.CompletedTask;
