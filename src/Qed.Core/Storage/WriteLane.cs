@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Tasks.Sources;
 using Microsoft.Win32.SafeHandles;
 
@@ -18,9 +19,9 @@ namespace Qed.Storage;
 internal sealed class WriteLane : IThreadPoolWorkItem
 {
     private readonly SafeFileHandle _handle;
-    private readonly Queue<Op> _queue = new(); // and _draining: under lock (_queue)
-    private readonly Stack<Op> _free = new();  // under lock (_free)
-    private bool _draining;
+    private readonly ConcurrentQueue<Op> _queue = new();
+    private readonly ConcurrentQueue<Op> _free = new();
+    private int _draining; // 1 while a drainer runs; whoever moves it from 0 to 1 starts one
 
     public WriteLane(SafeFileHandle handle) => _handle = handle;
 
@@ -28,19 +29,12 @@ internal sealed class WriteLane : IThreadPoolWorkItem
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled(cancellationToken);
-        Op op;
-        lock (_free) op = _free.Count > 0 ? _free.Pop() : new Op(this);
+        if (!_free.TryDequeue(out var op)) op = new Op(this);
         op.Offset = offset;
         op.Data = data;
         var pending = new ValueTask(op, op.Core.Version);
-        bool start;
-        lock (_queue)
-        {
-            _queue.Enqueue(op);
-            start = !_draining;
-            _draining = true;
-        }
-        if (start) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+        _queue.Enqueue(op);
+        if (Interlocked.CompareExchange(ref _draining, 1, 0) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
         return pending;
     }
 
@@ -49,23 +43,22 @@ internal sealed class WriteLane : IThreadPoolWorkItem
     {
         while (true)
         {
-            Op op;
-            lock (_queue)
+            if (!_queue.TryDequeue(out var op))
             {
-                if (!_queue.TryDequeue(out op!))
-                {
-                    _draining = false;
-                    return;
-                }
+                // Stop, unless a write was queued after the check by someone who saw this drainer still running.
+                // (Exchange, not a plain store: the store must be visible before the queue is looked at again.)
+                Interlocked.Exchange(ref _draining, 0);
+                if (_queue.IsEmpty || Interlocked.CompareExchange(ref _draining, 1, 0) != 0) return;
+                continue;
             }
             Exception? error = null;
             try { RandomAccess.Write(_handle, op.Data.Span, op.Offset); }
             catch (Exception e) { error = e; }
-            bool last;
-            lock (_queue)
+            bool last = false;
+            if (_queue.IsEmpty)
             {
-                last = _queue.Count == 0;
-                if (last) _draining = false;
+                Interlocked.Exchange(ref _draining, 0);
+                last = _queue.IsEmpty || Interlocked.CompareExchange(ref _draining, 1, 0) != 0;
             }
             // More queued: hand the continuation to another thread and keep writing. The last: run it here.
             op.Core.RunContinuationsAsynchronously = !last;
@@ -79,7 +72,7 @@ internal sealed class WriteLane : IThreadPoolWorkItem
     {
         op.Data = default;
         op.Core.Reset();
-        lock (_free) _free.Push(op);
+        _free.Enqueue(op);
     }
 
     /// <summary>One queued write; reused once its result has been taken.</summary>
