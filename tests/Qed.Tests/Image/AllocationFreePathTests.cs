@@ -30,10 +30,17 @@ public class AllocationFreePathTests
                 if (!write.IsCompletedSuccessfully) throw new InvalidOperationException("memory storage completes synchronously");
             }
         }
-        Run(100); // warm up
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run(10_000);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.True(allocated == 0, $"20,000 requests allocated {allocated} bytes");
+        Run(20_000); // warm up: past tiered compilation's call counts and on-stack replacement
+        // A path that allocates per request allocates in every attempt; the retries only absorb the runtime's own
+        // occasional work on this thread (seen once in a full parallel test run, never alone).
+        var attempts = new List<long>();
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Run(10_000);
+            attempts.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+            if (attempts[^1] == 0) break;
+        }
+        Assert.True(attempts[^1] == 0, $"20,000 requests allocated {string.Join(", then ", attempts)} bytes");
     }
 }
