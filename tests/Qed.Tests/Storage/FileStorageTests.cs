@@ -75,6 +75,31 @@ public sealed class FileStorageTests : IDisposable
     }
 
     /// <summary>
+    /// A write the kernel refuses (here past the largest file size) fails with that error, to its own caller only;
+    /// the lane goes on with the writes queued beside it and after it.
+    /// </summary>
+    [Fact]
+    public async Task AFailedWriteFailsAloneAndTheLaneGoesOn()
+    {
+        string path = Path.Combine(_dir, "fail.img");
+        await using var storage = FileStorage.Create(path);
+        var data = new byte[4096];
+        new Random(3).NextBytes(data);
+        var good1 = storage.WriteAsync(0, data).AsTask();
+        var bad = storage.WriteAsync(long.MaxValue - 100, data).AsTask();
+        var good2 = storage.WriteAsync(4096, data).AsTask();
+        var limit = TimeSpan.FromSeconds(10); // a lane left stuck would hang here
+        await Assert.ThrowsAnyAsync<IOException>(() => bad.WaitAsync(limit));
+        await good1.WaitAsync(limit);
+        await good2.WaitAsync(limit);
+        await storage.WriteAsync(8192, data).AsTask().WaitAsync(limit);
+        var back = new byte[3 * 4096];
+        await storage.ReadAsync(0, back);
+        for (int i = 0; i < 3; i++)
+            Assert.True(back.AsSpan(i * 4096, 4096).SequenceEqual(data), $"block {i} did not land");
+    }
+
+    /// <summary>
     /// The lane runs the last queued write's continuation inline; code there that waits synchronously on another
     /// write (a Stream.Write after an await, say) must find a drainer to do it, not wait on itself.
     /// </summary>
