@@ -206,7 +206,7 @@ public sealed partial class QedImage
         if (end > _extendedTo)
         {
             long target = end + Math.Max(_clusterSize, 4L << 20);
-            _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // storage sets lengths synchronously
+            _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // storage grows files synchronously
             _extendedTo = target;
         }
         return offset;

@@ -111,20 +111,27 @@ internal sealed partial class NbdConnection
 
     /// <summary>
     /// Waits for <paramref name="wait"/>, sending the replies the cork holds first if it must really wait: what it
-    /// waits for (a slot, budget, the client's next bytes) may only come once those replies have gone out.
+    /// waits for (a slot, budget, the client's next bytes) may only come once those replies have gone out. Before
+    /// transmission (the handshake) there is no reply writer and nothing to send.
     /// </summary>
+    private async ValueTask<T> UncorkedAsync<T>(ValueTask<T> wait)
+    {
+        if (wait.IsCompleted || _replies is null) return await wait.ConfigureAwait(false);
+        _replies.Uncork();
+        try { return await wait.ConfigureAwait(false); }
+        finally { _replies.Cork(); }
+    }
+
     private async ValueTask UncorkedAsync(Task wait)
     {
-        if (!wait.IsCompleted)
-        {
-            _replies.Uncork();
-            try { await wait.ConfigureAwait(false); }
-            finally { _replies.Cork(); }
-        }
-        else
+        if (wait.IsCompleted)
         {
             await wait.ConfigureAwait(false); // observes a fault or cancellation
+            return;
         }
+        _replies.Uncork();
+        try { await wait.ConfigureAwait(false); }
+        finally { _replies.Cork(); }
     }
 
     private ValueTask UncorkedAsync(ValueTask wait) =>

@@ -75,19 +75,8 @@ internal sealed partial class NbdConnection
         {
             if (_eof) return false;
             if (_readPending) _reader.AdvanceTo(_buffer.Start, _buffer.End);
-            var pending = _reader.ReadAsync(_stop.Token);
-            ReadResult result;
-            if (pending.IsCompleted || _replies is null)
-            {
-                result = await pending.ConfigureAwait(false);
-            }
-            else
-            {
-                // About to wait for the client: the replies it may be waiting for go out first (ReplyWriter's cork).
-                _replies.Uncork();
-                try { result = await pending.ConfigureAwait(false); }
-                finally { _replies.Cork(); }
-            }
+            // About to wait for the client: the replies it may be waiting for go out first (ReplyWriter's cork).
+            var result = await UncorkedAsync(_reader.ReadAsync(_stop.Token)).ConfigureAwait(false);
             _readPending = true;
             _buffer = result.Buffer;
             _eof = result.IsCompleted || result.IsCanceled;
