@@ -338,6 +338,7 @@ public sealed partial class QedImage
             if (_fileEnd < end) return; // cannot happen: every referenced cluster lies below _fileEnd
             Volatile.Write(ref _fileEnd, end);
             _extendedTo = end;
+            _growAheadTo = 0;
         }
         if (_file.Length != end)
         {

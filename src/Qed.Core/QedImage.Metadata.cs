@@ -191,25 +191,63 @@ public sealed partial class QedImage
     }
 
     /// <summary>
-    /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file is grown to cover it at
-    /// once, in steps of at least 4 MiB (few calls; at most that much is leaked by a crash; bigger steps made every
-    /// crash-test state carry the slack), so a cluster whose tail is never written still lies wholly inside the file.
-    /// The step is reserved space where the filesystem allows (fallocate): new clusters then fill reserved extents,
-    /// which the kernel takes faster than holes. Done under _metaLock so no write lies past the new length when it is
-    /// set: it only grows.
+    /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file always covers every
+    /// reserved cluster, so a cluster whose tail is never written still lies wholly inside it. It grows in steps of at
+    /// least 4 MiB (few calls; at most a step is leaked by a crash; bigger steps made every crash-test state carry the
+    /// slack), as reserved space where the filesystem allows (fallocate): new clusters then fill reserved extents,
+    /// which the kernel takes faster than holes. Caller holds _metaLock.
     /// </summary>
+    /// <remarks>
+    /// Growing takes the inode lock, so it waits for the buffered write in progress. Done under _metaLock it stalled
+    /// every allocation behind it; so when the reserved clusters come within half a step of the end, Reserve only asks
+    /// for the next step, and the allocation that asked grows the file after leaving the lock (GrowAheadIfAsked).
+    /// Growing here, under the lock, is left for when allocations outrun that.
+    /// </remarks>
     private long Reserve(long bytes)
     {
         long offset = _fileEnd;
         long end = offset + bytes;
         Volatile.Write(ref _fileEnd, end);
+        long step = Math.Max(_clusterSize, GrowStep);
         if (end > _extendedTo)
         {
-            long target = end + Math.Max(_clusterSize, 4L << 20);
-            _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // storage grows files synchronously
+            long target = end + step;
+            lock (_growLock) _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // storage grows files synchronously
             _extendedTo = target;
         }
+        else if (_growAheadTo == 0 && _extendedTo - end < step / 2)
+        {
+            _growAheadTo = _extendedTo + step;
+        }
         return offset;
+    }
+
+    /// <summary>Grows the file to the length Reserve asked for, if it did; outside _metaLock.</summary>
+    /// <remarks>
+    /// Only requests grow ahead (never the pausing operations that cut the file, which run with none in flight), and
+    /// one at a time. A failure is left for Reserve: when the allocations reach the end it grows under the lock and
+    /// reports the error to the request that needed the space.
+    /// </remarks>
+    private void GrowAheadIfAsked()
+    {
+        long target = Volatile.Read(ref _growAheadTo);
+        if (target <= 0 || Interlocked.CompareExchange(ref _growAheadTo, -1, target) != target) return;
+        bool grown = false;
+        try
+        {
+            lock (_growLock) _file.GrowAsync(target).AsTask().GetAwaiter().GetResult(); // never shrinks the file
+            grown = true;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        finally
+        {
+            lock (_metaLock)
+            {
+                if (grown) _extendedTo = Math.Max(_extendedTo, target);
+                _growAheadTo = 0;
+            }
+        }
     }
 
     /// <summary>On close: trims the extension slack, keeping every cluster reserved and whatever was there at open.</summary>
@@ -219,6 +257,7 @@ public sealed partial class QedImage
         lock (_metaLock)
         {
             keep = Math.Max(_fileEnd, _staleEnd);
+            _growAheadTo = 0;
             if (_extendedTo <= keep) return;
             _extendedTo = keep;
         }

@@ -40,6 +40,9 @@ public sealed partial class QedImage
     private long _fileEnd;           // next free cluster-aligned file offset; only grows
     private long _staleEnd; // the file's length at open (or a later synced truncation): below it bytes may be stale
     private long _extendedTo;        // the file length this session has set: never below any reserved cluster
+    private long _growAheadTo;       // 0, or the length Reserve asked an allocation to grow the file to; -1 while it does
+    private readonly Lock _growLock = new(); // one file growth at a time, so growing never races another grow
+    private const long GrowStep = 4L << 20;
 
     /// <summary>Set when a corrupt entry or a failed metadata write was met: writes are refused until a check.</summary>
     private volatile Exception? _failure;

@@ -17,8 +17,47 @@ public sealed partial class QedImage
     /// </summary>
     internal bool TestSkipDataFlush { get; set; }
 
-    /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under _metaLock.</summary>
-    private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
+    /// <summary>Guest clusters whose allocation (or deallocation) is in flight, and who holds them. Under _metaLock.</summary>
+    private readonly Dictionary<long, Claim> _inflight = new();
+    private readonly Stack<Claim> _freeClaims = new(); // under _metaLock
+
+    /// <summary>
+    /// One request's hold on the clusters it is changing. A request that needs one of them waits for the end of the
+    /// hold; the signal it waits on is made only then, since almost no claim is ever waited for, and claims are
+    /// reused, so an allocating write costs no allocation of its own.
+    /// </summary>
+    private sealed class Claim
+    {
+        private TaskCompletionSource? _released; // under _metaLock
+
+        /// <summary>What a request that needs these clusters waits for. Under _metaLock.</summary>
+        public Task Released => (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+        /// <summary>Ends the hold: returns the signal to set once out of the lock, if anyone waits. Under _metaLock.</summary>
+        public TaskCompletionSource? End()
+        {
+            var released = _released;
+            _released = null;
+            return released;
+        }
+    }
+
+    /// <summary>A claim on <paramref name="count"/> clusters from <paramref name="firstCluster"/>. Under _metaLock.</summary>
+    private Claim ClaimLocked(long firstCluster, int count)
+    {
+        var claim = _freeClaims.TryPop(out var free) ? free : new Claim();
+        for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = claim;
+        return claim;
+    }
+
+    /// <summary>Releases a claim and returns it for reuse; returns the signal to set once out of the lock. Under _metaLock.</summary>
+    private TaskCompletionSource? ReleaseLocked(Claim claim, long firstCluster, int count)
+    {
+        for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+        var released = claim.End();
+        if (_freeClaims.Count < 64) _freeClaims.Push(claim);
+        return released;
+    }
 
     /// <inheritdoc />
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
@@ -167,13 +206,13 @@ public sealed partial class QedImage
         int count = (int)(length >> _clusterBits);
         int l1Index = L1IndexOf(offset);
         int l2First = L2IndexOf(offset);
-        TaskCompletionSource? mine = null;
+        Claim? mine = null;
         Task? wait = null;
         L2Table? table = null;
         lock (_metaLock)
         {
             for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
-                if (_inflight.TryGetValue(c, out var other)) wait = other.Task;
+                if (_inflight.TryGetValue(c, out var other)) wait = other.Released;
             if (wait is null && _tables.TryGetValue(l1Index, out var tableTask) && tableTask.IsCompletedSuccessfully)
             {
                 table = tableTask.Result;
@@ -182,8 +221,7 @@ public sealed partial class QedImage
                     unchanged = Volatile.Read(ref table.Entries[l2First + i]) == firstEntry + (ulong)i * (ulong)_clusterSize;
                 if (unchanged)
                 {
-                    mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = mine;
+                    mine = ClaimLocked(firstCluster, count);
                     table.Pins++;
                 }
             }
@@ -203,12 +241,13 @@ public sealed partial class QedImage
         }
         finally
         {
+            TaskCompletionSource? released;
             lock (_metaLock)
             {
-                for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+                released = ReleaseLocked(mine, firstCluster, count);
                 table!.Pins--;
             }
-            mine.SetResult();
+            released?.SetResult();
         }
     }
 
@@ -249,7 +288,7 @@ public sealed partial class QedImage
         // their data, so NEED_CHECK must be durable first (QedImage.NeedCheck.cs).
         bool backed = _backing != null;
         await BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
-        TaskCompletionSource? mine = null;
+        Claim? mine = null;
         Task? wait = null;
         L2Table? table = null;
         long dataOffset = 0;
@@ -258,7 +297,7 @@ public sealed partial class QedImage
             lock (_metaLock)
             {
                 for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
-                    if (_inflight.TryGetValue(c, out var other)) wait = other.Task;
+                    if (_inflight.TryGetValue(c, out var other)) wait = other.Released;
                 if (wait is null && _tables.TryGetValue(l1Index, out var tableTask))
                 {
                     if (tableTask.IsCompletedSuccessfully) table = tableTask.Result;
@@ -279,9 +318,8 @@ public sealed partial class QedImage
                         unchanged = Volatile.Read(ref table.Entries[l2First + i]) == expected;
                     if (unchanged)
                     {
-                        mine = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        mine = ClaimLocked(firstCluster, count);
                         table.Pins++;
-                        for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = mine;
                         if (!zeroClusters) dataOffset = Reserve((long)count * _clusterSize);
                     }
                 }
@@ -296,6 +334,7 @@ public sealed partial class QedImage
             // From here on the clusters are ours: finish without cancellation, or leak them on an I/O error.
             if (!zeroClusters)
             {
+                GrowAheadIfAsked();
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
                 await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: false).ConfigureAwait(false);
             }
@@ -309,12 +348,13 @@ public sealed partial class QedImage
         {
             if (mine != null)
             {
+                TaskCompletionSource? released;
                 lock (_metaLock)
                 {
-                    for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
+                    released = ReleaseLocked(mine, firstCluster, count);
                     table!.Pins--;
                 }
-                mine.SetResult();
+                released?.SetResult();
             }
             EndAllocation();
         }
