@@ -193,8 +193,8 @@ public sealed partial class QedImage
     /// <summary>
     /// Takes <paramref name="bytes"/> (a cluster multiple) from the end of the file. The file always covers every
     /// reserved cluster, so a cluster whose tail is never written still lies wholly inside it. It grows in steps of at
-    /// least 4 MiB (few calls; at most a step is leaked by a crash; bigger steps made every crash-test state carry the
-    /// slack), as reserved space where the filesystem allows (fallocate): new clusters then fill reserved extents,
+    /// least 4 MiB (few calls; a crash leaks at most a step and a half; bigger steps made every crash-test state carry
+    /// the slack), as reserved space where the filesystem allows (fallocate): new clusters then fill reserved extents,
     /// which the kernel takes faster than holes. Caller holds _metaLock.
     /// </summary>
     /// <remarks>
