@@ -9,29 +9,20 @@ namespace Qed.Tests.Image;
 public class NeedCheckIdleClearTests
 {
     /// <summary>Counts the syncs and header writes that reach the storage under it.</summary>
-    private sealed class CountingStorage(IBlockStorage inner) : IBlockStorage
+    private sealed class CountingStorage(IBlockStorage file) : ForwardingStorage(file)
     {
         public int Flushes;
         public int HeaderWrites;
-        public string Name => inner.Name;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(offset, buffer, ct);
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
+        public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
         {
             if (offset == 0) Interlocked.Increment(ref HeaderWrites);
-            return inner.WriteAsync(offset, data, ct);
+            return Inner.WriteAsync(offset, data, ct);
         }
-        public ValueTask FlushAsync(CancellationToken ct = default)
+        public override ValueTask FlushAsync(CancellationToken ct = default)
         {
             Interlocked.Increment(ref Flushes);
-            return inner.FlushAsync(ct);
+            return Inner.FlushAsync(ct);
         }
-        public ValueTask SetLengthAsync(long length, CancellationToken ct = default) => inner.SetLengthAsync(length, ct);
-        public ValueTask ZeroRangeAsync(long offset, long length, CancellationToken ct = default) => inner.ZeroRangeAsync(offset, length, ct);
-        public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken ct = default) => inner.GetAllocationAsync(offset, maxLength, ct);
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
-        public void Dispose() => inner.Dispose();
     }
 
     private static async Task<bool> NeedCheckOnDiskAsync(IBlockStorage file)

@@ -12,9 +12,9 @@ public class FileGrowthTests
     private const int Cluster = 64 * 1024;
 
     /// <summary>Records growth and checks that no write lands past the length the last finished growth set.</summary>
-    private sealed class GrowthStorage(MemoryStorage inner) : IBlockStorage
+    private sealed class GrowthStorage(MemoryStorage file) : ForwardingStorage(file)
     {
-        private long _covered = inner.Length; // the length that finished growths (or the creation) set
+        private long _covered = file.Length; // the length that finished growths (or the creation) set
         public int Grows;
         public int FailNextGrows;
         public long WritesPastTheEnd;
@@ -22,39 +22,29 @@ public class FileGrowthTests
         public ManualResetEventSlim? HoldGrows;
         public TaskCompletionSource Growing = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public string Name => inner.Name;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(offset, buffer, ct);
-
-        public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
+        public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
         {
             if (offset + data.Length > Volatile.Read(ref _covered)) Interlocked.Increment(ref WritesPastTheEnd);
-            return inner.WriteAsync(offset, data, ct);
+            return Inner.WriteAsync(offset, data, ct);
         }
 
-        public ValueTask GrowAsync(long length, CancellationToken ct = default)
+        public override ValueTask GrowAsync(long length, CancellationToken ct = default)
         {
             Interlocked.Increment(ref Grows);
             Growing.TrySetResult();
             HoldGrows?.Wait(TimeSpan.FromSeconds(30));
             if (Interlocked.Decrement(ref FailNextGrows) >= 0) throw new IOException("injected: no space left on device");
-            if (length > inner.Length) inner.SetLengthAsync(length, ct).AsTask().GetAwaiter().GetResult();
+            if (length > Inner.Length) Inner.SetLengthAsync(length, ct).AsTask().GetAwaiter().GetResult();
             long seen;
             while ((seen = Volatile.Read(ref _covered)) < length && Interlocked.CompareExchange(ref _covered, length, seen) != seen) { }
             return ValueTask.CompletedTask;
         }
 
-        public ValueTask FlushAsync(CancellationToken ct = default) => inner.FlushAsync(ct);
-        public ValueTask SetLengthAsync(long length, CancellationToken ct = default)
+        public override ValueTask SetLengthAsync(long length, CancellationToken ct = default)
         {
             Volatile.Write(ref _covered, length);
-            return inner.SetLengthAsync(length, ct);
+            return Inner.SetLengthAsync(length, ct);
         }
-        public ValueTask ZeroRangeAsync(long offset, long length, CancellationToken ct = default) => inner.ZeroRangeAsync(offset, length, ct);
-        public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken ct = default) => inner.GetAllocationAsync(offset, maxLength, ct);
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
-        public void Dispose() => inner.Dispose();
     }
 
     private static async Task<(MemoryStorage Memory, GrowthStorage File)> CreateAsync(long size)

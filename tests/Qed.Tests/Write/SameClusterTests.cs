@@ -9,23 +9,13 @@ namespace Qed.Tests.Write;
 public class SameClusterTests
 {
     /// <summary>Data writes that take a moment, so a claim is still held when the other requests arrive.</summary>
-    private sealed class SlowWrites(MemoryStorage inner) : IBlockStorage
+    private sealed class SlowWrites(MemoryStorage file) : ForwardingStorage(file)
     {
-        public string Name => inner.Name;
-        public bool CanWrite => inner.CanWrite;
-        public long Length => inner.Length;
-        public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default) => inner.ReadAsync(offset, buffer, ct);
-        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
+        public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
         {
             await Task.Delay(2, ct);
-            await inner.WriteAsync(offset, data, ct);
+            await Inner.WriteAsync(offset, data, ct);
         }
-        public ValueTask FlushAsync(CancellationToken ct = default) => inner.FlushAsync(ct);
-        public ValueTask SetLengthAsync(long length, CancellationToken ct = default) => inner.SetLengthAsync(length, ct);
-        public ValueTask ZeroRangeAsync(long offset, long length, CancellationToken ct = default) => inner.ZeroRangeAsync(offset, length, ct);
-        public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken ct = default) => inner.GetAllocationAsync(offset, maxLength, ct);
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]
