@@ -176,7 +176,11 @@ public sealed partial class Qcow2Image : DiskImage
         try
         {
             var image = new Qcow2Image(file, header, extensions, l1, snapshots, backing, backingName, readOnly);
-            if (!readOnly) await image.LoadRefcountTableAsync(cancellationToken).ConfigureAwait(false);
+            if (!readOnly)
+            {
+                await image.LoadRefcountTableAsync(cancellationToken).ConfigureAwait(false);
+                image.BuildMetadataMap();
+            }
             return image;
         }
         catch
