@@ -104,7 +104,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             Size = size, Version = version, ClusterSize = clusterSize,
             BackingFile = backing ? "base.raw" : null, BackingFormat = backing ? "raw" : null, Unsafe = backing,
         });
-        await using (var image = await OpenAsync(file, below, readOnly: false))
+        await using (var image = await OpenAsync(file, Backing(below), readOnly: false))
         {
             for (int i = 0; i < written.Length; i++)
                 await image.WriteAsync(written[i], SampleImages.Filled(3 * clusterSize / 2 + 100, (byte)(0x11 * (i + 1))));
@@ -114,9 +114,12 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         return new Sample(name, file.ToArray(), written, below);
     }
 
-    private static Task<Qcow2Image> OpenAsync(MemoryStorage file, byte[]? backing, bool readOnly) =>
+    private static MemoryStorage? Backing(byte[]? content) => content == null ? null : new MemoryStorage(content, "base.raw", canWrite: false);
+
+    /// <summary>Opens with the backing file (whatever name the header gives) on <paramref name="backing"/>, raw.</summary>
+    private static Task<Qcow2Image> OpenAsync(MemoryStorage file, MemoryStorage? backing, bool readOnly) =>
         Qcow2Image.OpenAsync(file, new ImageOpenOptions { ReadOnly = readOnly },
-            backing == null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(backing, "base.raw", canWrite: false), readOnly: true)));
+            backing == null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true)));
 
     /// <summary>Mutates one image and runs every operation on it; records what failed how.</summary>
     private static async Task RunOneAsync(Sample[] samples, int seed, Outcome outcome)
@@ -128,6 +131,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         Mutate(bytes, rnd);
         if (rnd.Next(12) == 0) bytes = bytes[..rnd.Next(bytes.Length)];
         var file = new MemoryStorage(bytes, $"{sample.Name}-mutant-{seed}");
+        var backing = Backing(sample.Backing); // made before the open is measured: its copy is the test's, not the open's
         string id = $"seed {seed} ({sample.Name})";
 
         async Task Try(string what, Func<Task> action, bool isWrite = false, bool isOpen = false)
@@ -161,7 +165,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             // MemoryStorage completes synchronously, so an open that does not leave this thread allocates on it alone.
             int thread = Environment.CurrentManagedThreadId;
             long before = GC.GetAllocatedBytesForCurrentThread();
-            var opening = OpenAsync(file, sample.Backing, readOnly);
+            var opening = OpenAsync(file, backing, readOnly);
             if (opening.IsCompleted && Environment.CurrentManagedThreadId == thread)
             {
                 long used = GC.GetAllocatedBytesForCurrentThread() - before;
@@ -214,7 +218,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             if (!readOnly)
             {
                 Qcow2Image? again = null;
-                await Try("reopen", async () => again = await OpenAsync(file, sample.Backing, readOnly: true), isOpen: true);
+                await Try("reopen", async () => again = await OpenAsync(file, backing, readOnly: true), isOpen: true);
                 if (again != null)
                 {
                     await Try("read after reopen", async () =>

@@ -121,6 +121,11 @@ public sealed partial class Qcow2Image
         if (_refTableDirty) await CheckRefTableAsync().ConfigureAwait(false);
         foreach (var table in _dirtyL2) await CheckL2ForUpdateAsync(table).ConfigureAwait(false);
         if (_dirtyL1.Count > 0) await CheckL1Async().ConfigureAwait(false);
+        // The blocks the frees of the last step will change are loaded, and so checked, now: a bad one (or a bad
+        // refcount table entry) then fails the write-back before it has written anything.
+        foreach (var (offset, length) in _pendingFrees)
+            for (long b = offset / _clusterSize / _refsPerBlock; b <= (offset + length - 1) / _clusterSize / _refsPerBlock; b++)
+                await GetRefBlockAsync(b, CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>The entry that places metadata of <paramref name="kind"/> at <paramref name="cluster"/>: field, file offset and a description.</summary>
