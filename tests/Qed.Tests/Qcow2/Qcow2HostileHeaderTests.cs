@@ -98,6 +98,20 @@ public sealed class Qcow2HostileHeaderTests
         await OpenFailsAsync(s, "backing_file_size");
     }
 
+    [Theory]
+    [InlineData(0xffff_ffff_ffff_fff8UL, 8U)]  // offset + size wraps to 0
+    [InlineData(0xffff_ffff_ffff_ff00UL, 0x200U)] // wraps to 0x100, inside the first cluster
+    [InlineData(0x8000_0000_0000_0000UL, 8U)]
+    public async Task WrappingBackingNameOffsetIsRefusedNamingIt(ulong offset, uint size)
+    {
+        var s = await NewImageAsync(backing: "base.img");
+        await PatchAsync(s, 8, offset, 8);
+        await PatchAsync(s, 16, size, 4);
+        var e = await OpenFailsAsync(s, "backing_file_offset");
+        Assert.Contains($"0x{offset:x}", e.Message);
+        Assert.Contains($"{size} bytes", e.Message);
+    }
+
     [Fact]
     public async Task TruncatedSnapshotTableIsRefused()
     {

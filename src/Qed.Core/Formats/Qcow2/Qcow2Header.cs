@@ -228,9 +228,10 @@ public readonly record struct Qcow2Header
             if (BackingFileSize > MaxBackingNameLength)
                 throw Invalid("Backing file name too long", "backing_file_size", BackingFileSize, BackingFileSizeOffset,
                     $"must be at most {MaxBackingNameLength} bytes");
-            if (BackingFileOffset + BackingFileSize > (ulong)cs)
+            // Compared without adding, so that an offset near 2^64 cannot wrap into the cluster.
+            if (BackingFileOffset > (ulong)cs || BackingFileSize > (ulong)cs - BackingFileOffset)
                 throw Invalid("Invalid backing file offset", "backing_file_offset", BackingFileOffset, BackingFileOffsetOffset,
-                    $"with {BackingFileSize} bytes, the name must lie inside the first cluster of {cs} bytes");
+                    $"with backing_file_size = {BackingFileSize} bytes: the name must lie inside the first cluster of {cs} bytes", hex: true);
         }
     }
 

@@ -15,6 +15,8 @@ public sealed partial class Qcow2Image
     public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (_readOnly) return;
+        if (_failure is ImageFormatException corrupt)
+            throw new ImageFormatException($"'{Name}' cannot be flushed, its tables are no longer written: {corrupt.Message}", corrupt.Field, corrupt.FileOffset, corrupt);
         ThrowIfFailed();
         await _allocLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -36,6 +38,7 @@ public sealed partial class Qcow2Image
     private async Task WriteBackAsync()
     {
         var ct = CancellationToken.None;
+        await CheckWriteBackAsync().ConfigureAwait(false);
         bool metadata = _dirtyL2.Count > 0 || _dirtyL1.Count > 0 || _refTableDirty || _pendingFrees.Count > 0;
 
         // 1. Refcount blocks (data rides on the same sync).

@@ -53,6 +53,7 @@ public sealed partial class Qcow2Image
             throw new ImageFormatException($"qcow2 refcount table entry {index} (file offset 0x{at:x}) holds 0x{entry:x}, which {problem}",
                 $"refcount_table[{index}]", at);
         }
+        await CheckRefBlockAsync(index, (long)entry).ConfigureAwait(false); // every loaded block may be written back
         var data = new byte[_clusterSize];
         await _file.ReadAsync((long)entry, data, ct).ConfigureAwait(false);
         block = new RefBlock((long)entry, data);
@@ -114,6 +115,7 @@ public sealed partial class Qcow2Image
             // The block covers its own cluster (the usual case): it counts itself. A missing block means every
             // cluster it covers has refcount 0, so the cluster is free.
             at = _nextFree;
+            await CheckNewClustersAsync($"for refcount block {index}", at, _clusterSize).ConfigureAwait(false);
             Volatile.Write(ref _nextFree, _nextFree + _clusterSize);
             block = new RefBlock(at, new byte[_clusterSize]) { Dirty = true };
             _refBlocks[index] = block;
@@ -122,6 +124,7 @@ public sealed partial class Qcow2Image
         else
         {
             at = await AllocateRunAsync(1, ct).ConfigureAwait(false);
+            await CheckNewClustersAsync($"for refcount block {index}", at, _clusterSize).ConfigureAwait(false);
             if (_refBlocks.TryGetValue(index, out var made))
             {
                 // Allocating created this very block on the way: give the cluster back (nothing ever referenced it).
@@ -132,6 +135,8 @@ public sealed partial class Qcow2Image
             block = new RefBlock(at, new byte[_clusterSize]) { Dirty = true };
             _refBlocks[index] = block;
         }
+        _metadata.Add(at >> _clusterBits, Qcow2Metadata.RefcountBlock);
+        await CheckRefTableAsync().ConfigureAwait(false);
         _refTable[index] = (ulong)at;
         _refTableDirty = true;
         return block;
@@ -147,8 +152,11 @@ public sealed partial class Qcow2Image
         var table = new ulong[clusters * _clusterSize / 8];
         Array.Copy(_refTable, table, _refTable.Length);
         long oldOffset = _refTableOffset, oldClusters = _refTableClusters;
-        _refTable = table;
-        _refTableOffset = await AllocateRunAsync((int)clusters, ct).ConfigureAwait(false);
+        _refTable = table; // before allocating: a block the allocation makes goes into the new table
+        long at = await AllocateRunAsync((int)clusters, ct).ConfigureAwait(false);
+        await CheckNewClustersAsync("for the refcount table", at, clusters * _clusterSize).ConfigureAwait(false);
+        for (long c = 0; c < clusters; c++) _metadata.Add((at >> _clusterBits) + c, Qcow2Metadata.RefcountTable);
+        _refTableOffset = at;
         _refTableClusters = (int)clusters;
         _refTableDirty = true;
         _refTableMoved = true;
@@ -157,7 +165,7 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// Takes <paramref name="count"/> contiguous clusters at the end of the file and sets their refcounts to 1 in
-    /// memory (under _allocLock). Clusters that already carry a refcount (leaked past the end) are skipped.
+    /// memory (under _allocLock). Clusters that already carry a refcount (leaked past the end) are taken over.
     /// </summary>
     private async ValueTask<long> AllocateRunAsync(int count, CancellationToken ct)
     {
@@ -171,14 +179,9 @@ public sealed partial class Qcow2Image
                 if (_nextFree != start) break;
             }
             if (_nextFree != start) continue; // a new refcount block took the start: try again after it
-            long busy = -1;
-            for (long c = first; c <= last && busy < 0; c++)
-                if (GetRefcount(_refBlocks[c / _refsPerBlock], c) != 0) busy = c;
-            if (busy >= 0)
-            {
-                Volatile.Write(ref _nextFree, (busy + 1) * _clusterSize);
-                continue;
-            }
+            // A refcount already set here is a leak from an earlier session (this one never gave these clusters out,
+            // and nothing may point past the end of the file): taking the cluster over sets it to 1. Skipping such
+            // clusters instead would let a corrupt block full of counts push the file end arbitrarily far.
             for (long c = first; c <= last; c++)
                 SetRefcount(_refBlocks[c / _refsPerBlock], c, 1);
             Volatile.Write(ref _nextFree, start + (long)count * _clusterSize);

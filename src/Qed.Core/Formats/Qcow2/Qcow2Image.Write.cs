@@ -19,10 +19,16 @@ public sealed partial class Qcow2Image
     private readonly SortedSet<int> _dirtyL1 = new();
     private volatile Exception? _failure;
 
+    /// <summary>Refuses a write after a corruption was met (InvalidOperationException) or a metadata write failed (IOException).</summary>
     private void ThrowIfFailed()
     {
-        if (_failure is { } e)
-            throw new IOException($"The qcow2 image '{Name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
+        switch (_failure)
+        {
+            case ImageFormatException corrupt:
+                throw new InvalidOperationException($"Writes to '{Name}' are refused: {corrupt.Message}", corrupt);
+            case { } e:
+                throw new IOException($"The qcow2 image '{Name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
+        }
     }
 
     /// <inheritdoc />
@@ -36,7 +42,10 @@ public sealed partial class Qcow2Image
             var m = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
             int n = (int)m.Length;
             if (m.Kind == MapKind.Data)
+            {
+                await CheckDataWriteAsync(offset, m.Host, n, cancellationToken).ConfigureAwait(false);
                 await _file.WriteAsync(m.Host, data[..n], cancellationToken).ConfigureAwait(false);
+            }
             else if (!await AllocateAndWriteAsync(m, offset, data[..n], cancellationToken).ConfigureAwait(false))
                 continue; // the clusters changed under us: look again
             offset += n;
@@ -66,7 +75,12 @@ public sealed partial class Qcow2Image
                 var now = await LookupAsync(offset, data.Length, ct).ConfigureAwait(false);
                 if (now.Kind != m.Kind || now.Length < data.Length || (m.Kind == MapKind.Compressed && now.Entry != m.Entry))
                     return false;
+                // The tables this write will change are checked before any data goes out.
+                var existing = await GetL2Async(L1IndexOf(offset), ct).ConfigureAwait(false);
+                if (existing != null) await CheckL2ForUpdateAsync(existing).ConfigureAwait(false);
+                else await CheckL1Async().ConfigureAwait(false);
                 host = await AllocateRunAsync(count, ct).ConfigureAwait(false);
+                await CheckNewClustersAsync($"for guest offset 0x{c0 << _clusterBits:x}", host, (long)count << _clusterBits).ConfigureAwait(false);
                 lock (_inflight)
                     for (long c = c0; c <= c1; c++) _inflight[c] = done;
             }
@@ -146,7 +160,10 @@ public sealed partial class Qcow2Image
         var table = await GetL2Async(l1Index, ct).ConfigureAwait(false);
         if (table == null)
         {
+            await CheckL1Async().ConfigureAwait(false);
             long at = await AllocateRunAsync(1, ct).ConfigureAwait(false);
+            await CheckNewClustersAsync($"for L2 table {l1Index}", at, _clusterSize).ConfigureAwait(false);
+            _metadata.Add(at >> _clusterBits, Qcow2Metadata.ActiveL2);
             table = new L2Table(l1Index, at, new ulong[_l2Entries]) { Dirty = true };
             lock (_cacheLock) _l2Cache[l1Index] = table; // cached before the L1 entry is set: readers never miss it
             Volatile.Write(ref _l1[l1Index], (ulong)at | CopiedFlag);
@@ -154,6 +171,7 @@ public sealed partial class Qcow2Image
         }
         else
         {
+            await CheckL2ForUpdateAsync(table).ConfigureAwait(false);
             lock (_cacheLock)
             {
                 // A clean table may have been evicted (and maybe reloaded) since: update the one the cache holds.
@@ -249,6 +267,7 @@ public sealed partial class Qcow2Image
             case MapKind.Zero:
                 return true;
             case MapKind.Data when !_v3:
+                await CheckDataWriteAsync(offset, m.Host, n, ct).ConfigureAwait(false);
                 await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
                 return true;
             case MapKind.Data:
@@ -270,6 +289,7 @@ public sealed partial class Qcow2Image
             case MapKind.Zero:
                 return true;
             case MapKind.Data:
+                await CheckDataWriteAsync(offset, m.Host, n, ct).ConfigureAwait(false);
                 await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
                 return true;
             case MapKind.Unallocated when !BackingUnder(offset):

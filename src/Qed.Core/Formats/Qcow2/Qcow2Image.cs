@@ -14,6 +14,9 @@ namespace Qed.Formats.Qcow2;
 /// guest data is written; a flush holds it for its whole duration (up to four fsyncs), during which allocating writes
 /// wait. Clusters come from the end of the file and are never reused while the image is open, so a reader or writer
 /// still holding an old mapping can never touch a cluster that now belongs to someone else.
+/// <para>Every write of data or metadata is first checked against the metadata areas (QEMU's overlap checks): one
+/// that would land on other metadata fails with <see cref="ImageFormatException"/>, marks the image corrupt, and
+/// later writes fail with <see cref="InvalidOperationException"/> (see Qcow2Image.Overlap.cs).</para>
 /// </remarks>
 public sealed partial class Qcow2Image : DiskImage
 {
@@ -176,7 +179,11 @@ public sealed partial class Qcow2Image : DiskImage
         try
         {
             var image = new Qcow2Image(file, header, extensions, l1, snapshots, backing, backingName, readOnly);
-            if (!readOnly) await image.LoadRefcountTableAsync(cancellationToken).ConfigureAwait(false);
+            if (!readOnly)
+            {
+                await image.LoadRefcountTableAsync(cancellationToken).ConfigureAwait(false);
+                image.BuildMetadataMap();
+            }
             return image;
         }
         catch
