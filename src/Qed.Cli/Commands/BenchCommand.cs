@@ -52,6 +52,7 @@ internal static class BenchCommand
                 ReadOnly = !options.Write,
                 Cache = CacheModes.Parse(parse.GetValue(cache)!),
             }, ct);
+            ProbeWarning.PrintIfProbedRaw(image, parse.GetValue(file)!);
             if (!q)
             {
                 Console.WriteLine($"Sending {options.Count} {(options.Write ? "write" : "read")} requests, {options.BufferSize} bytes each, " +
