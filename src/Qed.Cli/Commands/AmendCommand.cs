@@ -4,8 +4,9 @@ using Qed.Operations;
 namespace Qed.Cli.Commands;
 
 /// <summary>
-/// <c>qed amend -o opts [-f fmt] FILE</c>: for QED, backing_file and backing_fmt change in place (as rebase -u);
-/// other options cannot change without rewriting the image and are refused.
+/// <c>qed amend -o opts [-f fmt] FILE</c>: for QED, backing_file and backing_fmt change in place (through rebase -u),
+/// provided the backing file is of the format named, so the image never reads a file as another format; other options
+/// cannot change without rewriting the image and are refused.
 /// </summary>
 internal static class AmendCommand
 {
@@ -34,11 +35,38 @@ internal static class AmendCommand
                 name ??= qed.BackingFilename;
                 if (name is null && backingFormat != null)
                     throw new CommandException($"Cannot set backing_fmt: '{path}' has no backing file (give backing_file too)");
+                bool formatNamed = backingFormat != null;
                 backingFormat ??= name == qed.BackingFilename ? qed.BackingFormat : null;
+                // QED stores only "raw" (NO_PROBE) or "probe"; a named format is checked even where the header stays.
+                bool headerStays = name == qed.BackingFilename && (backingFormat == "raw") == (qed.BackingFormat == "raw");
+                if (!string.IsNullOrEmpty(name) && (!headerStays || formatNamed)) await CheckBackingFormatAsync(path, name, backingFormat, ct);
             }
             await RebaseOperation.RebaseAsync(path, "qed", name, backingFormat, safe: false, cancellationToken: ct);
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Amend, unlike rebase -u, must not change what the image reads by reading its backing file as another format
+    /// (a QED or qcow2 file read as raw shows its metadata; qemu-img refuses to amend a backing file at all). So the
+    /// new backing file must exist and be of the format named, or of any format when none is named (it is probed).
+    /// </summary>
+    private static async Task CheckBackingFormatAsync(string path, string name, string? backingFormat, CancellationToken ct)
+    {
+        string resolved = QedImage.ResolveBackingPath(path, name);
+        string actual;
+        try
+        {
+            await using var backing = await DiskImage.OpenAsync(resolved, new ImageOpenOptions { ReadOnly = true, NoBacking = true }, ct);
+            actual = backing.Format;
+        }
+        catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException)
+        {
+            throw new CommandException($"Cannot amend the backing file of '{path}' to '{name}': {CliRunner.Describe(e)}", e);
+        }
+        if (backingFormat != null && backingFormat != actual)
+            throw new CommandException($"Cannot amend the backing format of '{path}' to '{backingFormat}': '{name}' is a {actual} image "
+                + $"(reading it as {backingFormat} would change what the image reads; 'qed rebase -u -F {backingFormat}' does it anyway)");
     }
 }

@@ -36,9 +36,10 @@ internal static class BenchCommand
             {
                 Count = parse.GetValue(count),
                 Depth = parse.GetValue(depth),
-                BufferSize = checked((int)SizeParser.Parse(parse.GetValue(size)!)),
-                Step = parse.GetValue(step) is { } s ? SizeParser.Parse(s) : 0,
-                Offset = SizeParser.Parse(parse.GetValue(offset)!),
+                // qemu-img's bounds and words, with the value named.
+                BufferSize = (int)SizeParser.Parse(parse.GetValue(size)!, "buffer size", int.MaxValue),
+                Step = parse.GetValue(step) is { } s ? SizeParser.Parse(s, "step_size", int.MaxValue) : 0,
+                Offset = SizeParser.Parse(parse.GetValue(offset)!, "offset", long.MaxValue),
                 Write = parse.GetValue(write),
                 Pattern = (byte)parse.GetValue(pattern),
                 FlushInterval = parse.GetValue(flushInterval),
@@ -52,6 +53,7 @@ internal static class BenchCommand
                 ReadOnly = !options.Write,
                 Cache = CacheModes.Parse(parse.GetValue(cache)!),
             }, ct);
+            ProbeWarning.PrintIfProbedRaw(image, parse.GetValue(file)!);
             if (!q)
             {
                 Console.WriteLine($"Sending {options.Count} {(options.Write ? "write" : "read")} requests, {options.BufferSize} bytes each, " +

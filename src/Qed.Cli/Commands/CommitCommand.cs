@@ -3,13 +3,16 @@ using Qed.Operations;
 
 namespace Qed.Cli.Commands;
 
-/// <summary><c>qed commit [-f fmt] [-b base] [-d] [-p] FILE</c>, as qemu-img commit, except that a QED image is emptied.</summary>
+/// <summary>
+/// <c>qed commit [-f fmt] [-b base] [-d] [-p] FILE</c>, as qemu-img commit, except that a QED image is emptied. As in
+/// qemu-img, <c>-b</c> implies <c>-d</c>: the image keeps its data and so still reads what it read before.
+/// </summary>
 internal static class CommitCommand
 {
     public static Command Build()
     {
         var format = new Option<string?>("-f") { Description = "Image format (probed if omitted)" };
-        var baseOption = new Option<string?>("-b") { Description = "The backing layer to commit into (default: the image's backing file)" };
+        var baseOption = new Option<string?>("-b") { Description = "The backing layer to commit into (default: the image's backing file); implies -d" };
         var keep = new Option<bool>("-d") { Description = "Do not empty the image after the commit" };
         var showProgress = new Option<bool>("-p") { Description = "Show progress on stderr" };
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
@@ -19,7 +22,7 @@ internal static class CommitCommand
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             string path = parse.GetValue(file)!;
-            var options = new CommitOptions { Base = parse.GetValue(baseOption), KeepTop = parse.GetValue(keep) };
+            var options = new CommitOptions { Base = parse.GetValue(baseOption), KeepTop = parse.GetValue(keep) || parse.GetResult(baseOption) != null };
             try
             {
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Committing", progress =>

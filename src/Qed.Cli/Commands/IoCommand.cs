@@ -22,6 +22,7 @@ internal static class IoCommand
             bool ok = true;
             await using (var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), parse.GetValue(readOnly), ct: ct))
             {
+                ProbeWarning.PrintIfProbedRaw(image, path);
                 var interpreter = new IoInterpreter(image, Console.Out);
                 foreach (string line in parse.GetValue(commands) ?? [])
                     ok &= await interpreter.RunAsync(line, ct);

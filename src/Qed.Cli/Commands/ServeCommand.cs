@@ -58,6 +58,7 @@ internal static class ServeCommand
                         Format = parse.GetValue(format), ReadOnly = ro, InlineReadLimit = NbdServer.MaxPayload,
                     }, ct);
                     images.Add(image);
+                    ProbeWarning.PrintIfProbedRaw(image, paths[i]);
                     string name = i < exportNames.Length ? exportNames[i] : Path.GetFileName(paths[i]);
                     exports.Add(new NbdExport(name, image, ro, i < exportDescriptions.Length ? exportDescriptions[i] : null));
                 }

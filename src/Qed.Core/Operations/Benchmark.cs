@@ -28,6 +28,9 @@ public sealed record BenchmarkOptions
 /// <summary>Runs a <see cref="BenchmarkOptions"/> workload against an image and times it.</summary>
 public static class Benchmark
 {
+    /// <summary>The most memory the per-request buffers take together before all requests share one (256 MiB).</summary>
+    public const long SeparateBuffersLimit = 256L << 20;
+
     /// <summary>Runs the workload; returns the time from the first request to the last completion.</summary>
     public static async Task<TimeSpan> RunAsync(DiskImage image, BenchmarkOptions options, CancellationToken cancellationToken = default)
     {
@@ -35,9 +38,18 @@ public static class Benchmark
         if (options.BufferSize > image.Size)
             throw new ArgumentException($"The request size {options.BufferSize} is larger than the image ({image.Size} bytes)");
         long step = options.Step == 0 ? options.BufferSize : options.Step;
+        // A buffer per request in flight, as qemu-img, while they take at most SeparateBuffersLimit together; past that
+        // (1 GiB requests 64 deep would want 64 GiB) every worker shares one: reads discard what they read and writes
+        // all send the same pattern, so sharing changes no request, only the memory the run takes.
         var buffers = new byte[options.Depth][];
+        bool separate = (long)options.Depth * options.BufferSize <= SeparateBuffersLimit;
         for (int i = 0; i < buffers.Length; i++)
         {
+            if (i > 0 && !separate)
+            {
+                buffers[i] = buffers[0];
+                continue;
+            }
             buffers[i] = GC.AllocateUninitializedArray<byte>(options.BufferSize, pinned: true);
             buffers[i].AsSpan().Fill(options.Pattern);
         }
@@ -68,6 +80,8 @@ public static class Benchmark
         if (options.Count < 0) throw new ArgumentException($"Invalid request count specified: {options.Count}");
         if (options.Depth < 1) throw new ArgumentException($"Invalid queue depth specified: {options.Depth} (at least 1)");
         if (options.BufferSize < 0) throw new ArgumentException($"Invalid buffer size specified: {options.BufferSize}");
+        if (options.BufferSize > Array.MaxLength)
+            throw new ArgumentException($"Invalid buffer size specified: {options.BufferSize} is larger than the largest buffer .NET allocates ({Array.MaxLength} bytes)");
         if (options.Step < 0) throw new ArgumentException($"Invalid step size specified: {options.Step}");
         if (options.Offset < 0) throw new ArgumentException($"Invalid offset specified: {options.Offset}");
         if (options.FlushInterval < 0) throw new ArgumentException($"Invalid flush interval specified: {options.FlushInterval}");

@@ -8,7 +8,12 @@ public sealed record CommitOptions
     /// <summary>The layer to commit into (a path in the backing chain); null for the image's own backing file.</summary>
     public string? Base { get; init; }
 
-    /// <summary>Leave the committed image as it is (qemu-img commit -d) instead of emptying it.</summary>
+    /// <summary>
+    /// Leave the committed image as it is (qemu-img commit -d) instead of emptying it. A commit into a base deeper than
+    /// the image's own backing file never empties the image, whatever this says: the image still names the layer
+    /// between as its backing file, and emptied it would read that layer instead of what it held. (qemu-img's
+    /// <c>-b</c> implies <c>-d</c> for the same reason; the CLI sets this whenever <c>-b</c> is given.)
+    /// </summary>
     public bool KeepTop { get; init; }
 
     /// <summary>Chunk copies kept in flight.</summary>
@@ -17,7 +22,8 @@ public sealed record CommitOptions
 
 /// <summary>
 /// qemu-img commit: writes what the image (and the layers between it and the base) hold into the base, flushes the
-/// base, then empties the image so it reads through to the base (QEMU cannot empty a QED image; this does). Until the
+/// base, then empties the image so it reads through to the base (QEMU cannot empty a QED image; this does) when the base
+/// is the image's own backing file. Every image above the base that is kept reads as before. Until the
 /// base is flushed the image is untouched, so a commit cancelled or crashed at any point loses nothing: the image still
 /// reads as before, and the base holds some of the image's data, as a commit means it to.
 /// </summary>
@@ -34,6 +40,7 @@ public static class CommitOperation
         string basePath;
         string baseFormat;
         long topSize, baseSize;
+        bool baseIsBacking;
         await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, cancellationToken).ConfigureAwait(false))
         {
             format = top.Format;
@@ -42,6 +49,7 @@ public static class CommitOperation
             baseFormat = layer.Format;
             topSize = top.Size;
             baseSize = layer.Size;
+            baseIsBacking = layer == top.Backing;
         }
         if (baseSize < topSize)
             await ResizeOperation.ResizeAsync(basePath, baseFormat, topSize, allowShrink: false, cancellationToken).ConfigureAwait(false);
@@ -57,8 +65,9 @@ public static class CommitOperation
             await baseImage.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        // The base now durably holds everything the image showed: emptying it cannot lose data.
-        if (!options.KeepTop && format == "qed")
+        // The base now durably holds everything the image showed: emptying it cannot lose data, and reads through to
+        // the base only when the base is its backing file (over a layer between, emptied would read that layer).
+        if (!options.KeepTop && baseIsBacking && format == "qed")
         {
             await using var editor = await QedFileEditor.OpenAsync(path, CancellationToken.None).ConfigureAwait(false);
             await editor.EmptyAsync(CancellationToken.None).ConfigureAwait(false);

@@ -60,6 +60,45 @@ public class BenchInteropTests
         Assert.Equal(before, dir.Hash("img.qed"));
     }
 
+    [Theory]
+    [InlineData("-s", "2G", "buffer size")]
+    [InlineData("-s", "2147483648", "buffer size")]
+    [InlineData("-s", "8E", "buffer size")]
+    [InlineData("-s", "abc", "buffer size")]
+    [InlineData("-s", "99999999999999999999T", "buffer size")]
+    [InlineData("-S", "8E", "step_size")]
+    [InlineData("-S", "2.5", "step_size")]
+    [InlineData("-o", "8E", "offset")]
+    [InlineData("-o", "1x", "offset")]
+    public void BadSizesAreRefusedInQemuImgsWordsNamingTheValue(string flag, string value, string what)
+    {
+        // qemu-img: "Invalid buffer size specified. Must be between 0 and 2147483647." (or "You may use k, M, G, T,
+        // P or E suffixes for" / "kilobytes, ..." on two lines); qed says the same on one line, with the value.
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-q", "-f", "raw", "img.raw", "8M"));
+        var ours = dir.Qed("bench", "-f", "raw", "-c", "1", flag, value, "img.raw");
+        var theirs = dir.QemuImg("bench", "-f", "raw", "-c", "1", flag, value, "img.raw");
+        Assert.Equal(theirs.ExitCode, ours.ExitCode);
+        Assert.Equal(1, ours.ExitCode);
+        Assert.Equal("", ours.StdOut);
+        string line = Assert.Single(ours.StdErr.Trim().Split('\n'));
+        string[] qemuWords = theirs.StdErr.Trim().Split('\n').Select(l => l.Replace("qemu-img: ", "")).ToArray();
+        Assert.StartsWith($"qed: Invalid {what} specified: '{value}'", line);
+        Assert.EndsWith(string.Join(" ", qemuWords)[$"Invalid {what} specified.".Length..], line);
+    }
+
+    [Fact]
+    public void HugeRequestsDeepInFlightRunInBoundedMemory()
+    {
+        // 64 requests of 1 GiB would want 64 GiB of buffers (qemu-img fails "Failed request: Bad address"; qed
+        // used to die of OutOfMemoryException): past 256 MiB in all, the requests share one buffer.
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-q", "-f", "raw", "img.raw", "2G"));
+        var ours = Tool.Ok(dir.Qed("bench", "-f", "raw", "-c", "2", "-s", "1G", "-d", "64", "img.raw"));
+        Assert.StartsWith("Sending 2 read requests, 1073741824 bytes each, 64 in parallel", ours.StdOut);
+        Assert.Contains("Run completed in", ours.StdOut);
+    }
+
     /// <summary>Everything before the timing line.</summary>
     private static string Announcement(string stdout) => stdout[..stdout.IndexOf("Run completed", StringComparison.Ordinal)];
 }

@@ -63,6 +63,64 @@ public class CommitInteropTests
         QemuCheck.AssertClean(dir, "upper.qed");
     }
 
+    /// <summary>base.qed &lt;- mid.qed &lt;- top.qed, each layer writing its own MiB; top.raw and mid.raw what they read.</summary>
+    private static void BuildThreeLayers(TempDir dir)
+    {
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "base.qed", "4M"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 0x11 0 2M", "base.qed"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "base.qed", "-F", "qed", "mid.qed"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 0x22 1M 2M", "mid.qed"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "mid.qed", "-F", "qed", "top.qed"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 0x33 2M 2M", "-c", "write -z 0 64k", "top.qed"));
+        Tool.Ok(dir.QemuImg("convert", "-O", "raw", "top.qed", "top.raw"));
+    }
+
+    [Fact]
+    public void DashBOverAMiddleLayerLeavesTheTopReadingAsBefore()
+    {
+        // qemu-img commit -b implies -d: the top keeps its data (it still names mid as its backing file, and mid
+        // is now stale where top had data, as qemu-img documents). Emptying top here would make it read mid.
+        using var dir = new TempDir();
+        BuildThreeLayers(dir);
+        string topHash = dir.Hash("top.qed");
+
+        var result = Tool.Ok(dir.Qed("commit", "-b", "base.qed", "top.qed"));
+        Assert.Contains("Image committed.", result.StdOut);
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "top.qed", "top.raw"));
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "base.qed", "top.raw"));
+        Assert.Equal(topHash, dir.Hash("top.qed"));
+        QemuCheck.AssertClean(dir, "base.qed");
+
+        // qemu-img does the same to a copy of the chain made the same way.
+        using var peer = new TempDir();
+        BuildThreeLayers(peer);
+        Tool.Ok(peer.QemuImg("commit", "-b", "base.qed", "top.qed"));
+        Tool.Ok(peer.QemuImg("compare", "-F", "raw", "top.qed", "top.raw"));
+        Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "qed", "top.qed", peer["top.qed"]));
+        Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "qed", "base.qed", peer["base.qed"]));
+    }
+
+    [Fact]
+    public void DashBNamingTheImmediateBackingFileAlsoKeepsTheTop()
+    {
+        using var dir = new TempDir();
+        Build(dir, "qed", "qemu-img");
+        string topHash = dir.Hash("top.qed");
+        Tool.Ok(dir.Qed("commit", "-b", "base.qed", "top.qed"));
+        Assert.Equal(topHash, dir.Hash("top.qed")); // as qemu-img: -b implies -d
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "base.qed", "want.raw"));
+    }
+
+    [Fact]
+    public async Task TheLibraryNeverEmptiesATopWhoseBaseIsDeeperThanItsBackingFile()
+    {
+        using var dir = new TempDir();
+        BuildThreeLayers(dir);
+        await CommitOperation.CommitAsync(dir["top.qed"], null, new CommitOptions { Base = dir["base.qed"], KeepTop = false });
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "top.qed", "top.raw"));
+        Tool.Ok(dir.QemuImg("compare", "-F", "raw", "base.qed", "top.raw"));
+    }
+
     [Fact]
     public void ABaseShorterThanTheOverlayIsGrownFirst()
     {

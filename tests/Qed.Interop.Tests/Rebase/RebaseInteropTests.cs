@@ -1,5 +1,6 @@
 using System.Text;
 using Qed.Interop.Tests.Support;
+using Qed.Operations;
 
 namespace Qed.Interop.Tests.Rebase;
 
@@ -67,7 +68,7 @@ public class RebaseInteropTests
     }
 
     [Fact]
-    public void UnsafeRebaseLeavesNoStaleBytesOfALongerName()
+    public async Task UnsafeRebaseLeavesNoStaleBytesOfALongerName()
     {
         using var dir = new TempDir();
         Tool.Ok(dir.QemuImg("create", "-f", "raw", "a-rather-long-backing-file-name.raw", "1M"));
@@ -80,8 +81,8 @@ public class RebaseInteropTests
         Assert.Contains("backing file format: raw", Tool.Ok(dir.QemuImg("info", "img.qed")).StdOut);
         QemuCheck.AssertClean(dir, "img.qed");
 
-        // Probed format: NO_PROBE is cleared.
-        Tool.Ok(dir.Qed("rebase", "-u", "-b", "b.raw", "img.qed"));
+        // Probed format (the library's null; the CLI requires -F, as qemu-img): NO_PROBE is cleared.
+        await RebaseOperation.RebaseAsync(dir["img.qed"], null, "b.raw", null, safe: false);
         Assert.Equal(1UL, BitConverter.ToUInt64(dir.Bytes("img.qed"), 16));
     }
 
@@ -92,7 +93,7 @@ public class RebaseInteropTests
         Tool.Ok(dir.QemuImg("create", "-f", "raw", "b.raw", "1M"));
         Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "b.raw", "-F", "raw", "img.qed"));
         string hash = dir.Hash("img.qed");
-        var tooLong = dir.Qed("rebase", "-u", "-b", new string('x', 70000), "img.qed");
+        var tooLong = dir.Qed("rebase", "-u", "-b", new string('x', 70000), "-F", "raw", "img.qed");
         Assert.Equal(1, tooLong.ExitCode);
         Assert.Contains("room for", tooLong.StdErr);
         Assert.Single(tooLong.StdErr.Trim().Split('\n'));
@@ -104,6 +105,34 @@ public class RebaseInteropTests
         Assert.Equal(1, compat.ExitCode);
         Assert.Contains("compat", compat.StdErr);
         Assert.Equal(hash, dir.Hash("img.qed"));
+    }
+
+    [Theory]
+    [InlineData("-u")]
+    [InlineData("")]
+    public void ANewBackingFileWithoutItsFormatIsRefusedAsByQemuImg(string mode)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "b.qed", "1M"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "img.qed", "1M"));
+        string hash = dir.Hash("img.qed");
+        string[] args = mode == "" ? ["rebase", "-b", "b.qed", "img.qed"] : ["rebase", mode, "-b", "b.qed", "img.qed"];
+        var ours = dir.Qed(args);
+        var theirs = dir.QemuImg(args);
+        Assert.Equal(theirs.ExitCode, ours.ExitCode);
+        Assert.Equal(1, ours.ExitCode);
+        Assert.Equal(theirs.StdErr.Replace("qemu-img:", "qed:"), ours.StdErr);
+        Assert.Equal(hash, dir.Hash("img.qed"));
+
+        // A missing image is reported first, as there.
+        string[] missing = ["rebase", "-u", "-b", "b.qed", "nope.qed"];
+        Assert.Contains("Could not open 'nope.qed'", dir.Qed(missing).StdErr);
+        Assert.Contains("Could not open 'nope.qed'", dir.QemuImg(missing).StdErr);
+
+        // Removing the backing file needs no format, and -U is accepted.
+        Tool.Ok(dir.QemuImg("rebase", "-u", "-U", "-b", "", "img.qed"));
+        Tool.Ok(dir.Qed("rebase", "-u", "-U", "-b", "", "img.qed"));
+        Tool.Ok(dir.Qed("rebase", "-U", "-b", "b.qed", "-F", "qed", "img.qed"));
     }
 
     [Fact]
@@ -125,7 +154,7 @@ public class RebaseInteropTests
     [Theory]
     [InlineData("1.1")]
     [InlineData("0.10")]
-    public void Qcow2OverlaysRebaseSafelyAndUnsafely(string compat)
+    public async Task Qcow2OverlaysRebaseSafelyAndUnsafely(string compat)
     {
         using var dir = new TempDir();
         Tool.Ok(dir.QemuImg("create", "-f", "raw", "old.raw", "4M"));
@@ -144,7 +173,7 @@ public class RebaseInteropTests
         Assert.Contains("backing file format: raw", info);
 
         // Back to the shorter name, header only: no byte of the longer name is left behind it.
-        Tool.Ok(dir.Qed("rebase", "-u", "-b", "old.raw", "img.qcow2"));
+        await RebaseOperation.RebaseAsync(dir["img.qcow2"], null, "old.raw", null, safe: false); // no format stored
         Tool.Ok(dir.QemuImg("check", "img.qcow2"));
         Assert.DoesNotContain("backing file format", Tool.Ok(dir.QemuImg("info", "img.qcow2")).StdOut);
         byte[] bytes = dir.Bytes("img.qcow2");
