@@ -8,6 +8,7 @@ namespace Qed.Cli.Io;
 internal sealed partial class IoInterpreter(TextWriter output, TextWriter error) : IAsyncDisposable
 {
     private DiskImage? _image;
+    private string? _snapshotFile;
     private readonly List<Task> _inFlight = [];
     private readonly Lock _outputLock = new();
     private bool _quit;
@@ -58,6 +59,7 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
         {
             string? format = spec.Format;
             if (spec.ImageOpts) (path, format) = IoOpenSpec.FromOptions(spec.Target, format);
+            if (spec.Snapshot && !spec.ReadOnly) return await OpenSnapshotAsync(path, format, spec.Cache, ct);
             _image = await ImageArgs.OpenAsync(path, format, spec.ReadOnly, ct: ct, cache: spec.Cache);
             return true;
         }
@@ -65,6 +67,51 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
         {
             ErrorReport($"can't open device {path}: {e.Message}");
             return false;
+        }
+    }
+
+    /// <summary>
+    /// -s: the image is only read; writes go to a temporary qed overlay backed by it (as qemu-io's temporary
+    /// overlay), which <see cref="CloseImageAsync"/> deletes.
+    /// </summary>
+    private async Task<bool> OpenSnapshotAsync(string path, string? format, Storage.CacheMode cache, CancellationToken ct)
+    {
+        string full = Path.GetFullPath(path);
+        long size;
+        await using (var image = await ImageArgs.OpenAsync(full, format, readOnly: true, ct: ct))
+        {
+            size = image.Size;
+            format = image.Format;
+        }
+        string overlay = Path.Combine(Path.GetTempPath(), $"qed-io-snapshot-{Environment.ProcessId}-{Guid.NewGuid():N}.qed");
+        await QedImage.CreateAsync(overlay, new QedCreateOptions { Size = size, BackingFile = full, BackingFormat = format }, ct);
+        _snapshotFile = overlay;
+        try
+        {
+            _image = await ImageArgs.OpenAsync(overlay, "qed", readOnly: false, ct: ct, cache: cache);
+        }
+        catch
+        {
+            File.Delete(overlay);
+            _snapshotFile = null;
+            throw;
+        }
+        return true;
+    }
+
+    /// <summary>Closes the open image (deleting a snapshot overlay).</summary>
+    private async Task CloseImageAsync()
+    {
+        var image = _image;
+        _image = null;
+        try
+        {
+            if (image is not null) await image.DisposeAsync();
+        }
+        finally
+        {
+            if (_snapshotFile is not null) File.Delete(_snapshotFile);
+            _snapshotFile = null;
         }
     }
 
@@ -210,7 +257,7 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
         var parsed = IoArgs.Getopt("open", args, "snCro:kt:d:U", error);
         if (parsed is null) return Usage("open");
         var (flags, operands) = parsed.Value;
-        bool readOnly = false;
+        bool readOnly = false, snapshot = false;
         var cache = Storage.CacheMode.WriteBack;
         string? options = null;
         foreach (var (flag, value) in flags)
@@ -228,7 +275,7 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
                     cache = mode;
                     break;
                 case 'o': options = options is null ? value : $"{options},{value}"; break;
-                case 's': Stdout("snapshot mode (-s) is not supported"); return false;
+                case 's': snapshot = true; break;
             }
         }
         if (operands.Count > 1) return Usage("open");
@@ -243,9 +290,9 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
         {
             // Options after -o name the file (file.filename=) unless a path is given too.
             target = operands.Count == 1 ? $"file.filename={operands[0].Replace(",", ",,", StringComparison.Ordinal)},{options}" : options;
-            return await OpenAsync(new IoOpenSpec(target, null, readOnly, cache, ImageOpts: true), ct);
+            return await OpenAsync(new IoOpenSpec(target, null, readOnly, cache, ImageOpts: true, snapshot), ct);
         }
-        return await OpenAsync(new IoOpenSpec(target, OpenFormat, readOnly, cache, DefaultImageOpts), ct);
+        return await OpenAsync(new IoOpenSpec(target, OpenFormat, readOnly, cache, DefaultImageOpts, snapshot), ct);
     }
 
     /// <summary>The format (-f) and --image-opts of the command line, which the open command uses too.</summary>
@@ -257,9 +304,7 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
     private async Task<bool> CloseAsync(string[] args, CancellationToken ct)
     {
         await DrainAsync();
-        var image = _image!;
-        _image = null;
-        await image.DisposeAsync();
+        await CloseImageAsync();
         return true;
     }
 
@@ -275,8 +320,7 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
     public async ValueTask DisposeAsync()
     {
         await DrainAsync();
-        if (_image is not null) await _image.DisposeAsync();
-        _image = null;
+        await CloseImageAsync();
     }
 
     private void Stdout(string line)
