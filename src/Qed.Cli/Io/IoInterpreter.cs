@@ -1,243 +1,343 @@
-using System.Buffers;
-using System.Diagnostics;
-using System.Globalization;
-using System.Text;
-
 namespace Qed.Cli.Io;
 
 /// <summary>
-/// Runs qemu-io style commands (<c>read</c>, <c>write</c>, <c>discard</c>, <c>flush</c>, <c>map</c>) against an
-/// open image and prints qemu-io's lines. A failed command is reported and the next one still runs; the exit code
-/// says whether any failed (a read that does not match its pattern counts as failed).
+/// Runs qemu-io's commands against an image it opens and closes (the <c>open</c> and <c>close</c> commands too) and
+/// prints qemu-io's lines: results and most failures on standard output, usage and lookup failures on standard
+/// error, as qemu-io does. A failed command is reported and the next one still runs.
 /// </summary>
-internal sealed class IoInterpreter(DiskImage image, TextWriter output)
+internal sealed partial class IoInterpreter(TextWriter output, TextWriter error) : IAsyncDisposable
 {
-    /// <summary>Buffers above this are refused rather than allocated (qemu-io's own limit is similar).</summary>
-    private const long MaxTransfer = 1L << 30;
+    private DiskImage? _image;
+    private string? _snapshotFile;
+    private readonly List<Task> _inFlight = [];
+    private readonly Lock _outputLock = new();
+    private bool _quit;
+
+    private delegate Task<bool> Handler(string[] args, CancellationToken ct);
+
+    /// <summary>One command; <paramref name="Args"/> null prints no argument part in help (map has an empty one, as in qemu-io).</summary>
+    private sealed record IoCommandInfo(string Name, string? Alt, string? Args, string OneLine, int ArgMin, int ArgMax, bool NeedsFile, Handler Run);
+
+    private IoCommandInfo[]? _table;
+
+    /// <summary>The commands, in the order help lists them.</summary>
+    private IoCommandInfo[] Table => _table ??=
+    [
+        new("abort", null, null, "simulate a program crash using abort(3)", 0, 0, false, AbortAsync),
+        new("aio_flush", null, null, "completes all outstanding aio requests", 0, 0, true, AioFlushAsync),
+        new("aio_read", null, "[-Ciqv] [-P pattern] off len [len..]", "asynchronously reads a number of bytes", 2, -1, true, AioReadAsync),
+        new("aio_write", null, "[-Cfiquz] [-P pattern] off len [len..]", "asynchronously writes a number of bytes", 2, -1, true, AioWriteAsync),
+        new("alloc", null, "offset [count]", "checks if offset is allocated in the file", 1, 2, true, AllocAsync),
+        new("close", "c", null, "close the current open file", 0, 0, true, CloseAsync),
+        new("discard", null, "[-Cq] off len", "discards a number of bytes at a specified offset", 2, -1, true, DiscardAsync),
+        new("flush", "f", null, "flush all in-core file state to disk", 0, 0, true, FlushAsync),
+        new("help", "?", "[command]", "help for one or all commands", 0, 1, false, HelpAsync),
+        new("info", "i", null, "prints information about the current file", 0, 0, true, InfoAsync),
+        new("length", "l", null, "gets the length of the current file", 0, 0, true, LengthAsync),
+        new("map", null, "", "prints the allocated areas of a file", 0, 0, true, MapAsync),
+        new("open", "o", "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]", "open the file specified by path", 1, -1, false, OpenCommandAsync),
+        new("quit", "q", null, "exit the program", 0, 0, false, QuitAsync),
+        new("read", "r", "[-abCqv] [-P pattern [-s off] [-l len]] off len", "reads a number of bytes at a specified offset", 2, -1, true, ReadAsync),
+        new("readv", null, "[-Cqv] [-P pattern] off len [len..]", "reads a number of bytes at a specified offset", 2, -1, true, ReadvAsync),
+        new("sigraise", null, "signal", "raises a signal", 1, 1, false, SigraiseAsync),
+        new("sleep", null, null, "waits for the given value in milliseconds", 1, 1, false, SleepAsync),
+        new("truncate", "t", "[-m prealloc_mode] off", "truncates the current file at the given offset", 1, 3, true, TruncateAsync),
+        new("write", "w", "[-bcCfnquz] [-P pattern | -s source_file] off len", "writes a number of bytes at a specified offset", 2, -1, true, WriteAsync),
+        new("writev", null, "[-Cfq] [-P pattern] off len [len..]", "writes a number of bytes at a specified offset", 2, -1, true, WritevAsync),
+    ];
+
+    /// <summary>Opens the image the command line names; false (after qemu-io's message) when it cannot.</summary>
+    public async Task<bool> OpenAsync(IoOpenSpec spec, CancellationToken ct)
+    {
+        if (_image is not null)
+        {
+            ErrorReport("file open already, try 'help close'");
+            return false;
+        }
+        string path = spec.Target;
+        try
+        {
+            string? format = spec.Format;
+            if (spec.ImageOpts) (path, format) = IoOpenSpec.FromOptions(spec.Target, format);
+            if (spec.Snapshot && !spec.ReadOnly) return await OpenSnapshotAsync(path, format, spec.Cache, ct);
+            _image = await ImageArgs.OpenAsync(path, format, spec.ReadOnly, ct: ct, cache: spec.Cache);
+            ProbeWarning.PrintIfProbedRaw(_image, path);
+            return true;
+        }
+        catch (CommandException e)
+        {
+            ErrorReport($"can't open device {path}: {e.Message}");
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// -s: the image is only read; writes go to a temporary qed overlay backed by it (as qemu-io's temporary
+    /// overlay), which <see cref="CloseImageAsync"/> deletes.
+    /// </summary>
+    private async Task<bool> OpenSnapshotAsync(string path, string? format, Storage.CacheMode cache, CancellationToken ct)
+    {
+        string full = Path.GetFullPath(path);
+        long size;
+        await using (var image = await ImageArgs.OpenAsync(full, format, readOnly: true, ct: ct))
+        {
+            size = image.Size;
+            format = image.Format;
+        }
+        string overlay = Path.Combine(Path.GetTempPath(), $"qed-io-snapshot-{Environment.ProcessId}-{Guid.NewGuid():N}.qed");
+        await QedImage.CreateAsync(overlay, new QedCreateOptions { Size = size, BackingFile = full, BackingFormat = format }, ct);
+        _snapshotFile = overlay;
+        try
+        {
+            _image = await ImageArgs.OpenAsync(overlay, "qed", readOnly: false, ct: ct, cache: cache);
+        }
+        catch
+        {
+            File.Delete(overlay);
+            _snapshotFile = null;
+            throw;
+        }
+        return true;
+    }
+
+    /// <summary>Closes the open image (deleting a snapshot overlay).</summary>
+    private async Task CloseImageAsync()
+    {
+        var image = _image;
+        _image = null;
+        try
+        {
+            if (image is not null) await image.DisposeAsync();
+        }
+        finally
+        {
+            if (_snapshotFile is not null) File.Delete(_snapshotFile);
+            _snapshotFile = null;
+        }
+    }
+
+    /// <summary>Runs the -c commands in order, stopping at quit; true when none failed.</summary>
+    public async Task<bool> RunAllAsync(IEnumerable<string> commandLines, CancellationToken ct)
+    {
+        bool ok = true;
+        foreach (string line in commandLines)
+        {
+            ok &= await RunAsync(line, ct);
+            if (_quit) break;
+        }
+        return ok;
+    }
+
+    /// <summary>
+    /// qemu-io without -c: reads commands from <paramref name="input"/>, each after a "qemu-io> " prompt, until
+    /// quit or the end of input. Failures are reported but, as in qemu-io, do not change the exit code.
+    /// </summary>
+    public async Task RunInteractiveAsync(TextReader input, CancellationToken ct)
+    {
+        while (!_quit)
+        {
+            lock (_outputLock) { output.Write("qemu-io> "); output.Flush(); }
+            string? line = await input.ReadLineAsync(ct);
+            if (line is null) break;
+            await RunAsync(line, ct);
+        }
+    }
 
     /// <summary>Runs one command line; returns false when it failed.</summary>
     public async Task<bool> RunAsync(string commandLine, CancellationToken ct)
     {
-        var words = commandLine.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        // qemu-io splits on blanks only: no quoting.
+        var words = commandLine.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
         if (words.Length == 0) return true;
-        string name = words[0];
+        var command = Find(words[0]);
+        if (command is null)
+        {
+            Stderr($"command \"{words[0]}\" not found");
+            return false;
+        }
+        if (command.NeedsFile && _image is null)
+        {
+            Stderr("no file open, try 'help open'");
+            return false;
+        }
+        int count = words.Length - 1;
+        if (count < command.ArgMin || (command.ArgMax >= 0 && count > command.ArgMax))
+        {
+            string expected = command.ArgMax < 0 ? $"at least {command.ArgMin}"
+                : command.ArgMin == command.ArgMax ? $"{command.ArgMin}"
+                : $"between {command.ArgMin} and {command.ArgMax}";
+            Stderr($"bad argument count {count} to {words[0]}, expected {expected} arguments");
+            return false;
+        }
         try
         {
-            return name switch
-            {
-                "read" => await ReadAsync(words[1..], ct),
-                "write" => await WriteAsync(words[1..], ct),
-                "discard" => await DiscardAsync(words[1..], ct),
-                "flush" => await FlushAsync(ct),
-                "map" => await MapAsync(ct),
-                _ => Fail($"command \"{name}\" not found"),
-            };
-        }
-        catch (UsageException e)
-        {
-            return Fail($"{name}: {e.Message}");
+            return await command.Run(words[1..], ct);
         }
         catch (Exception e) when (e is not OutOfMemoryException and not OperationCanceledException)
         {
-            return Fail($"{name} failed: {CliRunner.Describe(e)}");
+            Stdout($"{command.Name} failed: {IoText.Errno(e)}");
+            return false;
         }
     }
 
-    private async Task<bool> ReadAsync(string[] args, CancellationToken ct)
-    {
-        var (flags, rest) = ParseFlags(args, withValue: "P", plain: "vq");
-        var (offset, length) = Range(rest);
-        var buffer = ArrayPool<byte>.Shared.Rent((int)length);
-        try
-        {
-            var memory = buffer.AsMemory(0, (int)length);
-            var clock = Stopwatch.StartNew();
-            await image.ReadAsync(offset, memory, ct);
-            clock.Stop();
-            bool ok = true;
-            if (flags.TryGetValue('P', out var p))
-            {
-                byte pattern = Pattern(p!);
-                if (memory.Span.IndexOfAnyExcept(pattern) >= 0)
-                {
-                    output.WriteLine($"Pattern verification failed at offset {offset}, {length} bytes");
-                    ok = false;
-                }
-            }
-            if (flags.ContainsKey('v')) HexDump(offset, memory.Span);
-            if (!flags.ContainsKey('q')) Report("read", offset, length, clock.Elapsed);
-            return ok;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
+    private IoCommandInfo? Find(string name) => Table.FirstOrDefault(c => c.Name == name || c.Alt == name);
 
-    private async Task<bool> WriteAsync(string[] args, CancellationToken ct)
+    /// <summary>The command's usage line, as qemu-io prints it after bad operands.</summary>
+    private bool Usage(string name)
     {
-        var (flags, rest) = ParseFlags(args, withValue: "P", plain: "zqu");
-        var (offset, length) = Range(rest);
-        if (flags.ContainsKey('z') && flags.ContainsKey('P')) throw new UsageException("-z and -P cannot be specified at the same time");
-        var clock = Stopwatch.StartNew();
-        if (flags.ContainsKey('z'))
-        {
-            await image.WriteZeroesAsync(offset, length, ct);
-        }
-        else
-        {
-            byte pattern = flags.TryGetValue('P', out var p) ? Pattern(p!) : (byte)0xcd; // qemu-io's default pattern
-            var buffer = ArrayPool<byte>.Shared.Rent((int)length);
-            try
-            {
-                buffer.AsSpan(0, (int)length).Fill(pattern);
-                await image.WriteAsync(offset, buffer.AsMemory(0, (int)length), ct);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-        clock.Stop();
-        if (!flags.ContainsKey('q')) Report("wrote", offset, length, clock.Elapsed);
-        return true;
-    }
-
-    private async Task<bool> DiscardAsync(string[] args, CancellationToken ct)
-    {
-        var (flags, rest) = ParseFlags(args, withValue: "", plain: "q");
-        var (offset, length) = Range(rest, bounded: false);
-        var clock = Stopwatch.StartNew();
-        await image.DiscardAsync(offset, length, ct);
-        clock.Stop();
-        if (!flags.ContainsKey('q')) Report("discard", offset, length, clock.Elapsed);
-        return true;
-    }
-
-    private async Task<bool> FlushAsync(CancellationToken ct)
-    {
-        await image.FlushAsync(ct);
-        return true;
-    }
-
-    /// <summary>Which ranges this layer allocates (data or zero clusters), as qemu-io's map.</summary>
-    private async Task<bool> MapAsync(CancellationToken ct)
-    {
-        long offset = 0;
-        while (offset < image.Size)
-        {
-            bool allocated = false;
-            long start = offset;
-            bool first = true;
-            while (offset < image.Size)
-            {
-                var extent = await image.GetLayerExtentAsync(offset, image.Size - offset, ct);
-                bool here = extent.Kind != ExtentKind.Unallocated;
-                if (!first && here != allocated) break;
-                allocated = here;
-                first = false;
-                offset += extent.Length;
-            }
-            long length = offset - start;
-            output.WriteLine($"{IoSize(length)} (0x{length:x}) bytes {(allocated ? "allocated" : "not allocated"),13} at offset {IoSize(start)} (0x{start:x})");
-        }
-        return true;
-    }
-
-    private void HexDump(long offset, ReadOnlySpan<byte> data)
-    {
-        var line = new StringBuilder();
-        for (int i = 0; i < data.Length; i += 16)
-        {
-            line.Clear().Append((offset + i).ToString("x8", CultureInfo.InvariantCulture)).Append(":  ");
-            var row = data.Slice(i, Math.Min(16, data.Length - i));
-            foreach (byte b in row) line.Append(b.ToString("x2", CultureInfo.InvariantCulture)).Append(' ');
-            line.Append(' '); // qemu-io does not pad a short last row
-            foreach (byte b in row) line.Append(b is >= 0x20 and < 0x7f ? (char)b : '.');
-            output.WriteLine(line.ToString());
-        }
-    }
-
-    private void Report(string verb, long offset, long length, TimeSpan elapsed)
-    {
-        output.WriteLine($"{verb} {length}/{length} bytes at offset {offset}");
-        double seconds = Math.Max(elapsed.TotalSeconds, 1e-6);
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{IoSize(length)}, 1 ops; {seconds:00.00} sec ({IoSize((long)(length / seconds))}/sec and {1 / seconds:0.0000} ops/sec)"));
-    }
-
-    private bool Fail(string message)
-    {
-        output.Flush();
-        Console.Error.WriteLine(message);
+        var c = Find(name)!;
+        Stdout(HelpLine(c));
         return false;
     }
 
-    /// <summary>Splits leading -X flags from the operands; flags in <paramref name="withValue"/> take a value.</summary>
-    private static (Dictionary<char, string?> Flags, string[] Operands) ParseFlags(string[] args, string withValue, string plain)
+    private static string HelpLine(IoCommandInfo c) => c.Args is null ? $"{c.Name} -- {c.OneLine}" : $"{c.Name} {c.Args} -- {c.OneLine}";
+
+    private Task<bool> HelpAsync(string[] args, CancellationToken ct)
     {
-        var flags = new Dictionary<char, string?>();
-        int i = 0;
-        for (; i < args.Length && args[i].Length >= 2 && args[i][0] == '-' && !char.IsDigit(args[i][1]); i++)
+        if (args.Length == 1)
         {
-            char flag = args[i][1];
-            if (withValue.Contains(flag))
+            var c = Find(args[0]);
+            if (c is null)
             {
-                string? value = args[i].Length > 2 ? args[i][2..] : i + 1 < args.Length ? args[++i] : null;
-                flags[flag] = value ?? throw new UsageException($"option -{flag} needs a value");
+                Stdout($"command {args[0]} not found");
+                return Task.FromResult(false);
             }
-            else if (plain.Contains(flag) && args[i].Length == 2)
+            Stdout(HelpLine(c));
+            return Task.FromResult(true);
+        }
+        lock (_outputLock)
+        {
+            foreach (var c in Table) output.WriteLine(HelpLine(c));
+            output.WriteLine();
+            output.WriteLine("Use 'help commandname' for extended help.");
+        }
+        return Task.FromResult(true);
+    }
+
+    private Task<bool> QuitAsync(string[] args, CancellationToken ct)
+    {
+        _quit = true;
+        return Task.FromResult(true);
+    }
+
+    private Task<bool> SleepAsync(string[] args, CancellationToken ct)
+    {
+        long? ms = IoArgs.Number(args[0], output);
+        return ms is null ? Task.FromResult(false) : Delay(ms.Value, ct);
+
+        static async Task<bool> Delay(long ms, CancellationToken ct)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(ms), ct);
+            return true;
+        }
+    }
+
+    private Task<bool> AbortAsync(string[] args, CancellationToken ct)
+    {
+        Console.Out.Flush();
+        NativeSignals.AbortProcess();
+        return Task.FromResult(false);
+    }
+
+    private Task<bool> SigraiseAsync(string[] args, CancellationToken ct)
+    {
+        long? signal = IoArgs.Number(args[0], output);
+        if (signal is null) return Task.FromResult(false);
+        if (signal is < 1 or > 64)
+        {
+            Stdout($"signal argument '{args[0]}' is too large to be a valid signal");
+            return Task.FromResult(false);
+        }
+        Console.Out.Flush();
+        // Only here for a signal that does not end the process (or is caught, or ignored).
+        return Task.FromResult(NativeSignals.Raise((int)signal.Value));
+    }
+
+    private async Task<bool> OpenCommandAsync(string[] args, CancellationToken ct)
+    {
+        var parsed = IoArgs.Getopt("open", args, "snCro:kt:d:U", error);
+        if (parsed is null) return Usage("open");
+        var (flags, operands) = parsed.Value;
+        bool readOnly = false, snapshot = false;
+        var cache = Storage.CacheMode.WriteBack;
+        string? options = null;
+        foreach (var (flag, value) in flags)
+        {
+            switch (flag)
             {
-                flags[flag] = null;
-            }
-            else
-            {
-                throw new UsageException($"invalid option '{args[i]}'");
+                case 'r': readOnly = true; break;
+                case 'n': cache = Storage.CacheMode.None; break;
+                case 't':
+                    if (IoOpenSpec.ParseCache(value!) is not { } mode)
+                    {
+                        ErrorReport($"Invalid cache option: {value}");
+                        return false;
+                    }
+                    cache = mode;
+                    break;
+                case 'o': options = options is null ? value : $"{options},{value}"; break;
+                case 's': snapshot = true; break;
             }
         }
-        return (flags, args[i..]);
+        if (operands.Count > 1) return Usage("open");
+        if (_image is not null)
+        {
+            ErrorReport("file open already, try 'help close'");
+            return false;
+        }
+        if (operands.Count == 0 && options is null) return Usage("open");
+        string target = operands.Count == 1 ? operands[0] : "";
+        if (options is not null)
+        {
+            // Options after -o name the file (file.filename=) unless a path is given too.
+            target = operands.Count == 1 ? $"file.filename={operands[0].Replace(",", ",,", StringComparison.Ordinal)},{options}" : options;
+            return await OpenAsync(new IoOpenSpec(target, null, readOnly, cache, ImageOpts: true, snapshot), ct);
+        }
+        return await OpenAsync(new IoOpenSpec(target, OpenFormat, readOnly, cache, DefaultImageOpts, snapshot), ct);
     }
 
-    private static (long Offset, long Length) Range(string[] operands, bool bounded = true)
+    /// <summary>The format (-f) and --image-opts of the command line, which the open command uses too.</summary>
+    public string? OpenFormat { get; init; }
+
+    /// <inheritdoc cref="OpenFormat"/>
+    public bool DefaultImageOpts { get; init; }
+
+    private async Task<bool> CloseAsync(string[] args, CancellationToken ct)
     {
-        if (operands.Length != 2) throw new UsageException("expected OFFSET and LENGTH");
-        long offset = Number(operands[0], "offset"), length = Number(operands[1], "length");
-        if (bounded && length > MaxTransfer) throw new UsageException($"length {length} is larger than {MaxTransfer} bytes");
-        return (offset, length);
+        await DrainAsync();
+        await CloseImageAsync();
+        return true;
     }
 
-    /// <summary>Decimal or 0x hex, with an optional k, M, G, T suffix.</summary>
-    private static long Number(string text, string what)
+    /// <summary>Waits for the aio requests still in flight (their results print as each completes).</summary>
+    private async Task DrainAsync()
     {
-        if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) &&
-            long.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out long hex) && hex >= 0)
-            return hex;
-        if (SizeParser.TryParse(text, out long n)) return n;
-        throw new UsageException($"invalid {what} '{text}'");
+        Task[] pending;
+        lock (_inFlight) { pending = [.. _inFlight]; _inFlight.Clear(); }
+        await Task.WhenAll(pending);
     }
 
-    private static byte Pattern(string text)
+    /// <summary>Completes in-flight requests and closes the image, as qemu-io does on exit.</summary>
+    public async ValueTask DisposeAsync()
     {
-        long value;
-        bool ok = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? long.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value)
-            : long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value);
-        if (!ok || value is < 0 or > 255) throw new UsageException($"invalid pattern '{text}' (0 to 255, decimal or 0x hex)");
-        return (byte)value;
+        await DrainAsync();
+        await CloseImageAsync();
     }
 
-    /// <summary>qemu-io's sizes: whole units print bare ("64 KiB"), others with three decimals.</summary>
-    private static string IoSize(long bytes)
+    private void Stdout(string line)
     {
-        string[] units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-        if (bytes < 1024) return $"{bytes} bytes";
-        int unit = 0;
-        double value = bytes / 1024.0;
-        while (unit + 1 < units.Length && value >= 1024) { value /= 1024; unit++; }
-        return value == Math.Floor(value)
-            ? string.Create(CultureInfo.InvariantCulture, $"{value:0} {units[unit]}")
-            : string.Create(CultureInfo.InvariantCulture, $"{value:0.000} {units[unit]}");
+        lock (_outputLock) output.WriteLine(line);
     }
 
-    private sealed class UsageException(string message) : Exception(message);
+    private void Stderr(string line)
+    {
+        lock (_outputLock)
+        {
+            output.Flush();
+            error.WriteLine(line);
+        }
+    }
+
+    /// <summary>qemu-io's error_report form: "qemu-io: message" on standard error.</summary>
+    private void ErrorReport(string message) => Stderr($"qemu-io: {message}");
 }
