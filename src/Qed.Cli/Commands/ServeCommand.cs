@@ -7,7 +7,7 @@ using Qed.Nbd;
 namespace Qed.Cli.Commands;
 
 /// <summary>
-/// <c>qed serve [-f fmt] [-x name] [-b addr] [-p port | --socket PATH] [-r] [-e clients] [--tls-cert F --tls-key F
+/// <c>qed serve [-f fmt] [-x name] [-b addr] [-p port | --socket PATH] [-r] [-e clients] [--handshake-limit N] [--tls-cert F --tls-key F
 /// [--tls on|require]] FILE...</c>: serves images over NBD until SIGINT/SIGTERM, then lets in-flight requests finish
 /// and closes the images cleanly.
 /// </summary>
