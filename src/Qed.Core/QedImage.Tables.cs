@@ -178,7 +178,7 @@ public sealed partial class QedImage
     {
         var failure = _failure;
         if (failure != null)
-            throw new InvalidOperationException($"Writes to '{Name}' are refused until it is checked: {failure.Message}", failure);
+            throw new ImageNeedsCheckException($"Writes to '{Name}' are refused until it is checked: {failure.Message}", failure);
     }
 
     /// <summary>

@@ -61,6 +61,7 @@ internal sealed partial class NbdConnection
                 case NbdOption.ExportName:
                 {
                     var export = FindExport(DecodeName(data)) ?? throw new NbdProtocolException("EXPORT_NAME for an unknown export.");
+                    await AdmitAsync().ConfigureAwait(false);
                     var reply = new byte[_noZeroes ? 10 : 134];
                     BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Image.Size);
                     BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlags(export));
@@ -198,6 +199,8 @@ internal sealed partial class NbdConnection
         if (name is null) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "export name is not valid UTF-8").ConfigureAwait(false); return null; }
         var export = FindExport(name);
         if (export is null) { await SendOptionErrorAsync(option, NbdRep.ErrUnknown, "no such export").ConfigureAwait(false); return null; }
+
+        if (option == NbdOption.Go) await AdmitAsync().ConfigureAwait(false);
 
         bool wantName = false, wantDescription = false;
         for (int i = 0; i < count; i++)

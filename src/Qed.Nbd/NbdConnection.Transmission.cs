@@ -17,19 +17,26 @@ internal sealed partial class NbdConnection
     {
         _slots = new SemaphoreSlim(_options.MaxRequestsInFlight, _options.MaxRequestsInFlight);
         _budget = new ByteBudget(_options.MaxBufferedBytes);
-        _replies = new ReplyWriter(_stream, _budget, Stop);
+        // A reply that cannot be sent means the client is gone: close at once, so its reader stops too.
+        Volatile.Write(ref _replies, new ReplyWriter(_stream, _budget, Abort));
+        bool clientGone;
         try
         {
             _replies.Cork(); // while the reader works through requests it already has (ReplyWriter)
-            await ReadRequestsAsync(export).ConfigureAwait(false);
+            clientGone = !await ReadRequestsAsync(export).ConfigureAwait(false);
         }
-        catch (Exception)
+        catch (Exception e)
         {
-            // EOF mid-request, a protocol violation or shutdown: stop reading; what is in flight still completes.
+            // A reset, or the end of input in the middle of a request: the client is gone. A protocol violation or
+            // shutdown: stop reading; what is in flight still completes and is answered.
+            clientGone = e is IOException or System.Net.Sockets.SocketException || _eof;
         }
+        // A client that closed without DISC reads no replies (qemu-nbd drops them too): close now, so that replies
+        // it never reads neither wait for a send nor hold this connection's place.
+        if (clientGone) Abort();
         _replies.Uncork();
-        // DISC, EOF and shutdown all end the same way: finish every request in flight and send its reply, then
-        // close (TLS first, politely).
+        // DISC and shutdown end the same way: finish every request in flight and send its reply, then close (TLS
+        // first, politely). After Abort the requests still finish; their replies are dropped.
         for (int i = 0; i < _options.MaxRequestsInFlight; i++) await _slots.WaitAsync().ConfigureAwait(false);
         await _replies.CompleteAsync().ConfigureAwait(false);
         if (_stream is SslStream ssl)
@@ -38,7 +45,8 @@ internal sealed partial class NbdConnection
         }
     }
 
-    private async Task ReadRequestsAsync(NbdExport export)
+    /// <summary>Reads and starts requests until DISC (true) or the end of input (false).</summary>
+    private async Task<bool> ReadRequestsAsync(NbdExport export)
     {
         while (true)
         {
@@ -46,7 +54,7 @@ internal sealed partial class NbdConnection
             bool started = false;
             try
             {
-                if (!await EnsureAsync(RequestHeaderSize).ConfigureAwait(false)) return;
+                if (!await EnsureAsync(RequestHeaderSize).ConfigureAwait(false)) return false;
                 var request = ParseRequest(out uint magic);
                 if (magic != NbdMagic.Request)
                     throw new NbdProtocolException($"Bad request magic 0x{magic:x8}."); // also the experimental extended header
@@ -55,7 +63,7 @@ internal sealed partial class NbdConnection
                 if (request.Type == NbdCommand.Disc)
                 {
                     // Both reference servers hang up on a DISC with an offset or length; either way no reply.
-                    return;
+                    return true;
                 }
                 (uint error, string message) = Validate(export, request);
                 if (request.Type == NbdCommand.Write)
@@ -91,14 +99,17 @@ internal sealed partial class NbdConnection
                     SendError(request, error, message);
                     continue;
                 }
-                started = true;
                 if (request.Type == NbdCommand.Read)
                 {
+                    // The slot passes to the handler only once the budget is held: a wait cut short (shutdown, a
+                    // client gone) must give the slot back here, or the drain below would wait for it for ever.
                     await UncorkedAsync(_budget.AcquireAsync(request.Length, _stop.Token)).ConfigureAwait(false);
+                    started = true;
                     _ = ReadAsync(export, request);
                 }
                 else
                 {
+                    started = true;
                     _ = ExecuteAsync(export, request);
                 }
             }

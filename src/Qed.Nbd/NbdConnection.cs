@@ -12,6 +12,7 @@ internal sealed partial class NbdConnection
 {
     private readonly Socket _socket;
     private readonly NbdServerOptions _options;
+    private readonly ConnectionAdmission _admission;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Stream _stream = null!;
@@ -19,15 +20,54 @@ internal sealed partial class NbdConnection
     private ReadOnlySequence<byte> _buffer;
     private bool _readPending;
     private bool _eof;
+    // Environment.TickCount64 by which the handshake must be over; 0 once it is (or while the server makes it wait
+    // for a served place), or when there is no limit. Read by the server's watchdog.
+    private long _handshakeDeadline;
 
-    public NbdConnection(Socket socket, NbdServerOptions options)
+    public NbdConnection(Socket socket, NbdServerOptions options, ConnectionAdmission admission)
     {
         _socket = socket;
         _options = options;
+        _admission = admission;
+        if (options.HandshakeLimit > TimeSpan.Zero)
+            _handshakeDeadline = Environment.TickCount64 + (long)Math.Ceiling(options.HandshakeLimit.TotalMilliseconds);
     }
 
     /// <summary>Completes when the connection is closed.</summary>
     public Task Completion => _completion.Task;
+
+    /// <summary>Whether the connection holds a served place (it chose an export) rather than a handshake place.</summary>
+    public bool Admitted { get; private set; }
+
+    /// <summary>
+    /// Called by the server's watchdog with <see cref="Environment.TickCount64"/>: closes the connection if its
+    /// handshake ran past the limit, or if a reply has been going out without progress for longer than the stall
+    /// limit (the client stopped reading, and would otherwise hold its place and its buffers for ever).
+    /// </summary>
+    public void CheckLimits(long now)
+    {
+        long deadline = Volatile.Read(ref _handshakeDeadline);
+        if (deadline != 0 && now >= deadline)
+        {
+            Abort();
+            return;
+        }
+        var replies = Volatile.Read(ref _replies);
+        if (replies is null || _options.ReplyStallLimit <= TimeSpan.Zero) return;
+        long since = replies.SendingSince;
+        if (since != 0 && now - since >= _options.ReplyStallLimit.TotalMilliseconds) Abort();
+    }
+
+    /// <summary>
+    /// Takes a served place for the export the client chose, before the reply that starts transmission. The wait is
+    /// the server's doing, so the handshake limit no longer runs.
+    /// </summary>
+    private async ValueTask AdmitAsync()
+    {
+        Volatile.Write(ref _handshakeDeadline, 0);
+        await _admission.AdmitAsync(_stop.Token).ConfigureAwait(false);
+        Admitted = true;
+    }
 
     /// <summary>Asks the connection to stop reading; requests in flight still finish and are answered.</summary>
     public void Stop()

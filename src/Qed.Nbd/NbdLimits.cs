@@ -29,4 +29,16 @@ internal static class NbdLimits
 
     /// <summary>The preferred block size advertised in NBD_INFO_BLOCK_SIZE.</summary>
     public const int PreferredBlock = 4096;
+
+    /// <summary>
+    /// The listen backlog, as qemu-nbd and nbdkit ask (the kernel caps it at net.core.somaxconn). A short one drops
+    /// the SYNs of a burst of clients, which then wait 1 s, 3 s, 7 s... before retrying.
+    /// </summary>
+    public const int ListenBacklog = 4096;
+
+    /// <summary>
+    /// Replies are sent in pieces of at most this size, so a stalled client is recognised by a piece that does not go
+    /// out within the stall limit, however large the reply.
+    /// </summary>
+    public const int SendPiece = 1024 * 1024;
 }

@@ -16,7 +16,8 @@ public sealed class NbdServer : IAsyncDisposable
     private readonly NbdServerOptions _options;
     private readonly Socket _listener;
     private readonly CancellationTokenSource _stopping = new();
-    private readonly SemaphoreSlim _connectionSlots;
+    private readonly ConnectionAdmission _admission;
+    private readonly Timer? _watchdog;
     private readonly HashSet<NbdConnection> _connections = [];
     private readonly Lock _lock = new();
     private readonly string? _unixPath;
@@ -28,7 +29,8 @@ public sealed class NbdServer : IAsyncDisposable
     {
         _options = options;
         _listener = listener;
-        _connectionSlots = new SemaphoreSlim(options.MaxConnections, options.MaxConnections);
+        _admission = new ConnectionAdmission(options.MaxConnections, options.MaxHandshakes);
+        if (WatchdogPeriod(options) is { } period) _watchdog = new Timer(_ => CheckLimits(), null, period, period);
         _unixPath = listener.LocalEndPoint is UnixDomainSocketEndPoint unix ? unix.ToString() : null;
         LocalEndPoint = listener.LocalEndPoint!;
     }
@@ -54,9 +56,9 @@ public sealed class NbdServer : IAsyncDisposable
             : new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            if (endPoint is not UnixDomainSocketEndPoint) socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            if (endPoint is not UnixDomainSocketEndPoint) AllowAddressReuse(socket);
             socket.Bind(endPoint);
-            socket.Listen(64);
+            socket.Listen(NbdLimits.ListenBacklog);
         }
         catch
         {
@@ -66,6 +68,37 @@ public sealed class NbdServer : IAsyncDisposable
         var server = new NbdServer(options, socket);
         server._acceptLoop = server.AcceptLoopAsync();
         return server;
+    }
+
+    /// <summary>
+    /// SO_REUSEADDR alone: a restarted server can bind while its old connections sit in TIME_WAIT, but a second server
+    /// on the same port fails with "address in use", as qemu-nbd's does. .NET's ReuseAddress also sets SO_REUSEPORT on
+    /// Linux, which lets two servers bind one port and share its clients between different images.
+    /// </summary>
+    private static void AllowAddressReuse(Socket socket)
+    {
+        if (OperatingSystem.IsLinux())
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        else if (OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
+            socket.SetRawSocketOption(0xffff /* SOL_SOCKET */, 4 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        // Windows: SO_REUSEADDR there lets another socket take the port over, and rebinding after TIME_WAIT already works.
+    }
+
+    /// <summary>How often the watchdog looks for connections past a limit: a quarter of the shorter one, 50 ms to 1 s.</summary>
+    private static TimeSpan? WatchdogPeriod(NbdServerOptions options)
+    {
+        var limits = new[] { options.HandshakeLimit, options.ReplyStallLimit }.Where(l => l > TimeSpan.Zero).ToArray();
+        if (limits.Length == 0) return null;
+        return TimeSpan.FromMilliseconds(Math.Clamp(limits.Min().TotalMilliseconds / 4, 50, 1000));
+    }
+
+    /// <summary>The watchdog's tick: each connection checks its handshake and reply-stall limits.</summary>
+    private void CheckLimits()
+    {
+        long now = Environment.TickCount64;
+        NbdConnection[] open;
+        lock (_lock) open = [.. _connections];
+        foreach (var c in open) c.CheckLimits(now);
     }
 
     private static void Validate(NbdServerOptions options)
@@ -80,6 +113,9 @@ public sealed class NbdServer : IAsyncDisposable
         if (options.Certificate is { HasPrivateKey: false })
             throw new ArgumentException("The TLS certificate has no private key.", nameof(options));
         if (options.MaxConnections < 1) throw new ArgumentException($"The connection limit {options.MaxConnections} is not positive.", nameof(options));
+        if (options.MaxHandshakes < 1) throw new ArgumentException($"The handshake limit {options.MaxHandshakes} is not positive.", nameof(options));
+        if (options.HandshakeLimit < TimeSpan.Zero) throw new ArgumentException($"The handshake time limit {options.HandshakeLimit} is negative.", nameof(options));
+        if (options.ReplyStallLimit < TimeSpan.Zero) throw new ArgumentException($"The reply stall limit {options.ReplyStallLimit} is negative.", nameof(options));
         if (options.MaxRequestsInFlight < 1) throw new ArgumentException($"The in-flight limit {options.MaxRequestsInFlight} is not positive.", nameof(options));
         if (options.MaxBufferedBytes < NbdLimits.MaxPayload)
             throw new ArgumentException($"The buffer limit {options.MaxBufferedBytes} is below the {NbdLimits.MaxPayload}-byte maximum request.", nameof(options));
@@ -88,27 +124,44 @@ public sealed class NbdServer : IAsyncDisposable
     private async Task AcceptLoopAsync()
     {
         var ct = _stopping.Token;
+        var backoff = TimeSpan.Zero;
         while (!ct.IsCancellationRequested)
         {
             Socket client;
             try
             {
-                await _connectionSlots.WaitAsync(ct).ConfigureAwait(false);
-                client = await _listener.AcceptAsync(ct).ConfigureAwait(false);
+                await _admission.WaitToAcceptAsync(ct).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException && ct.IsCancellationRequested)
+            catch (OperationCanceledException)
             {
                 return;
             }
-            catch (SocketException)
+            try
             {
+                client = await _listener.AcceptAsync(ct).ConfigureAwait(false);
+                backoff = TimeSpan.Zero;
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException && ct.IsCancellationRequested)
+            {
+                _admission.Leave(admitted: false);
+                return;
+            }
+            catch (SocketException e)
+            {
+                _admission.Leave(admitted: false);
                 // A connection that died before accept completed (ECONNABORTED and the like): keep serving.
-                _connectionSlots.Release();
+                if (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset) continue;
+                // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS): the connection stays queued and the next accept
+                // would fail at once. Back off (10 ms doubling to 1 s) rather than spin, and go on; connections already
+                // open keep being served, and accepting resumes once some close.
+                backoff = TimeSpan.FromTicks(Math.Clamp(backoff.Ticks * 2, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerSecond));
+                try { await Task.Delay(backoff, ct).ConfigureAwait(false); }
+                catch (OperationCanceledException) { return; }
                 continue;
             }
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
             Interlocked.Increment(ref _accepted);
-            var connection = new NbdConnection(client, _options);
+            var connection = new NbdConnection(client, _options, _admission);
             lock (_lock) _connections.Add(connection);
             _ = RunConnectionAsync(connection);
         }
@@ -123,7 +176,7 @@ public sealed class NbdServer : IAsyncDisposable
         finally
         {
             lock (_lock) _connections.Remove(connection);
-            _connectionSlots.Release();
+            _admission.Leave(connection.Admitted);
         }
     }
 
@@ -149,6 +202,7 @@ public sealed class NbdServer : IAsyncDisposable
             foreach (var c in open) c.Abort();
             await all.ConfigureAwait(false);
         }
+        if (_watchdog != null) await _watchdog.DisposeAsync().ConfigureAwait(false);
         // Remove the socket file, as qemu-nbd does, so the next start can bind it again.
         if (_unixPath is { Length: > 0 } path && !path.StartsWith('\0'))
         {

@@ -22,6 +22,7 @@ internal sealed class ReplyWriter
     private readonly ByteBudget _budget;
     private readonly Action _onFailure;
     private readonly byte[] _staging = new byte[StagingSize]; // used only by the running send loop
+    private long _sendingSince; // Environment.TickCount64 when the piece being sent started; 0 when no send is waiting
 
     // Under _lock.
     private readonly Lock _lock = new();
@@ -41,6 +42,12 @@ internal sealed class ReplyWriter
         _budget = budget;
         _onFailure = onFailure;
     }
+
+    /// <summary>
+    /// When the piece of a reply being sent now was handed to the socket (<see cref="Environment.TickCount64"/>), or 0
+    /// when nothing is being sent: a value long past means the client stopped reading.
+    /// </summary>
+    public long SendingSince => Volatile.Read(ref _sendingSince);
 
     /// <summary>Queues a reply; the writer returns <paramref name="rented"/> to the pool and releases <paramref name="budget"/> bytes once sent.</summary>
     public void Enqueue(byte[] rented, int length, long budget = 0)
@@ -129,7 +136,7 @@ internal sealed class ReplyWriter
                 if (reply.Buffer is null)
                 {
                     // Nothing more queued: send what is gathered, then look again.
-                    await _stream.WriteAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
+                    await SendAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
                     used = 0;
                     await _stream.FlushAsync().ConfigureAwait(false);
                     continue;
@@ -143,7 +150,7 @@ internal sealed class ReplyWriter
                 }
                 if (used > 0)
                 {
-                    await _stream.WriteAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
+                    await SendAsync(_staging.AsMemory(0, used)).ConfigureAwait(false);
                     used = 0;
                 }
                 if (reply.Length <= StagingSize / 4)
@@ -153,7 +160,7 @@ internal sealed class ReplyWriter
                 }
                 else
                 {
-                    await _stream.WriteAsync(reply.Buffer.AsMemory(0, reply.Length)).ConfigureAwait(false);
+                    await SendAsync(reply.Buffer.AsMemory(0, reply.Length)).ConfigureAwait(false);
                 }
             }
             catch (Exception)
@@ -167,6 +174,28 @@ internal sealed class ReplyWriter
             {
                 if (reply.Buffer is not null) Discard(reply);
             }
+        }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="data"/> in pieces of at most <see cref="NbdLimits.SendPiece"/>, stamping
+    /// <see cref="SendingSince"/> before each, so progress is visible however large the reply.
+    /// </summary>
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> data)
+    {
+        try
+        {
+            while (!data.IsEmpty)
+            {
+                int n = Math.Min(data.Length, NbdLimits.SendPiece);
+                Volatile.Write(ref _sendingSince, Environment.TickCount64);
+                await _stream.WriteAsync(data[..n]).ConfigureAwait(false);
+                data = data[n..];
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _sendingSince, 0);
         }
     }
 

@@ -125,6 +125,74 @@ public sealed partial class ServeCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task ASecondServerOnTheSamePortFailsWithAddressInUse()
+    {
+        string a = _dir["a.raw"], b = _dir["b.raw"];
+        await File.WriteAllBytesAsync(a, new byte[1 << 20]);
+        await File.WriteAllBytesAsync(b, new byte[2 << 20]);
+        using var first = StartServe("-f", "raw", "-p", "0", a);
+        int port = await WaitForPortAsync(first);
+        // As qemu-nbd: "qemu-nbd: Failed to find an available port: Address already in use", exit 1.
+        using var second = StartServe("-f", "raw", "-p", port.ToString(), b);
+        var err = second.StandardError.ReadToEndAsync();
+        var output = second.StandardOutput.ReadToEndAsync();
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
+        {
+            try
+            {
+                await second.WaitForExitAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                second.Kill();
+                Assert.Fail($"a second server bound the same port and serves: {await output}");
+            }
+        }
+        Assert.Equal(1, second.ExitCode);
+        Assert.Equal("qed: Failed to find an available port: Address already in use", (await err).Trim());
+        Assert.DoesNotContain("Listening", await output);
+        // The first server still serves its own image, to every client.
+        for (int i = 0; i < 4; i++)
+            Assert.Equal("1048576", (await Tool.CheckAsync("nbdinfo", "--size", $"nbd://127.0.0.1:{port}")).Trim());
+        Assert.Equal(0, await SignalAndWaitAsync(first, "TERM"));
+    }
+
+    [Fact]
+    public async Task ClosedClientsAndIdleSocketsDoNotWedgeItAndSigtermIsPrompt()
+    {
+        string disk = _dir["big.raw"];
+        using (var f = File.Create(disk)) f.SetLength(128L << 20);
+        using var p = StartServe("-f", "raw", "-p", "0", "--handshake-limit", "3", "-x", "disk", disk);
+        int port = await WaitForPortAsync(p);
+        // One session first, so that a JIT-compiling server does not spend the handshake limit on its first clients.
+        Assert.Equal("134217728", (await Tool.CheckAsync("nbdinfo", "--size", $"nbd://127.0.0.1:{port}/disk")).Trim());
+        // 16 sockets that send one byte and nothing more: dropped after --handshake-limit 3.
+        var idle = new List<RawNbdClient>();
+        for (int i = 0; i < 16; i++)
+        {
+            idle.Add(await RawNbdClient.ConnectAsync(port));
+            await idle[^1].WriteAsync([0]);
+        }
+        // Meanwhile the pattern: 16 clients each send three 32 MiB READs, never read a reply, and close.
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(async _ =>
+        {
+            await using var c = await RawNbdClient.ConnectAsync(port);
+            await c.OpenAsync("disk");
+            for (uint k = 0; k < 3; k++) await c.SendRequestAsync(0, k * (32UL << 20), 32 << 20, cookie: k);
+        }));
+        var info = Tool.RunAsync("nbdinfo", ["--size", $"nbd://127.0.0.1:{port}/disk"], TimeSpan.FromSeconds(10));
+        Assert.Equal("134217728", (await info).Stdout.Trim());
+        foreach (var c in idle)
+        {
+            Assert.True(await c.IsClosedAsync(TimeSpan.FromSeconds(8)), "an idle socket outlived --handshake-limit 3");
+            await c.DisposeAsync();
+        }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(0, await SignalAndWaitAsync(p, "TERM"));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"SIGTERM took {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    [Fact]
     public async Task BadArgumentsGiveOneLineErrors()
     {
         using var p = StartServe("-p", "0", _dir["missing.qed"]);

@@ -40,6 +40,16 @@ internal sealed class RawNbdClient : IAsyncDisposable
         return new RawNbdClient(socket);
     }
 
+    /// <summary>Wraps a socket the caller connected.</summary>
+    public static RawNbdClient FromSocket(Socket socket) => new(socket);
+
+    public static async Task<RawNbdClient> ConnectUnixAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+        return new RawNbdClient(socket);
+    }
+
     /// <summary>Reads the 18-byte greeting and sends the client flags.</summary>
     public async Task<ushort> GreetAsync(uint clientFlags = 3)
     {

@@ -23,7 +23,7 @@ internal sealed class TestServer : IAsyncDisposable
 
     /// <summary>Serves each (name, path) pair; images are opened with probing unless <paramref name="format"/> is set.</summary>
     public static async Task<TestServer> StartAsync(IEnumerable<(string Name, string Path)> files, bool readOnly = false, string? format = null,
-        Func<NbdServerOptions, NbdServerOptions>? configure = null)
+        Func<NbdServerOptions, NbdServerOptions>? configure = null, EndPoint? endPoint = null)
     {
         var images = new List<DiskImage>();
         var exports = new List<NbdExport>();
@@ -35,11 +35,12 @@ internal sealed class TestServer : IAsyncDisposable
         }
         var options = new NbdServerOptions { Exports = exports };
         if (configure != null) options = configure(options);
-        return new TestServer(NbdServer.Start(new IPEndPoint(IPAddress.Loopback, 0), options), images);
+        return new TestServer(NbdServer.Start(endPoint ?? new IPEndPoint(IPAddress.Loopback, 0), options), images);
     }
 
-    public static Task<TestServer> StartAsync(string path, bool readOnly = false, string? format = null, Func<NbdServerOptions, NbdServerOptions>? configure = null) =>
-        StartAsync([("disk", path)], readOnly, format, configure);
+    public static Task<TestServer> StartAsync(string path, bool readOnly = false, string? format = null, Func<NbdServerOptions, NbdServerOptions>? configure = null,
+        EndPoint? endPoint = null) =>
+        StartAsync([("disk", path)], readOnly, format, configure, endPoint);
 
     public async ValueTask DisposeAsync()
     {

@@ -135,10 +135,10 @@ public class HostileCorpusTests
             Assert.True(error.Field == field, $"{name}: {error.Field}: {error.Message}");
             Assert.Contains(field.Split('[')[0], error.Message);
             // After a corruption the image refuses every write, even to a healthy cluster, until it is checked.
-            var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await image.WriteAsync(0, new byte[512]));
+            var refused = await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await image.WriteAsync(0, new byte[512]));
             Assert.Contains("refused", refused.Message);
-            await Assert.ThrowsAsync<InvalidOperationException>(async () => await image.WriteZeroesAsync(0, 4096));
-            await Assert.ThrowsAsync<InvalidOperationException>(async () => await image.DiscardAsync(0, 4096));
+            await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await image.WriteZeroesAsync(0, 4096));
+            await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await image.DiscardAsync(0, 4096));
             // Reads elsewhere still work.
             var healthy = new byte[4096];
             await image.ReadAsync(0, healthy);
@@ -206,7 +206,7 @@ public class HostileCorpusTests
         {
             var error = await Assert.ThrowsAsync<ImageFormatException>(async () => await image.ReadAsync(guestOffset, new byte[512]));
             Assert.Equal(field, error.Field);
-            await Assert.ThrowsAsync<InvalidOperationException>(async () => await image.WriteAsync(0, new byte[512]));
+            await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await image.WriteAsync(0, new byte[512]));
         }
         var repair = await QedChecker.CheckAsync(file, CheckRepair.All);
         Assert.Equal(1, repair.CorruptionsFixed);
