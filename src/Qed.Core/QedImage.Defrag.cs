@@ -185,6 +185,14 @@ public sealed partial class QedImage
                 }
                 else
                 {
+                    // A cluster that is all hole (discarded: punched out, still mapped) stays a hole at its new home:
+                    // the slot is punched, which also clears any stale bytes there, rather than filled with zeroes.
+                    var (isData, run) = await _file.GetAllocationAsync(item.Current << _clusterBits, _clusterSize).ConfigureAwait(false);
+                    if (!isData && run >= _clusterSize)
+                    {
+                        await _file.ZeroRangeAsync(to << _clusterBits, _clusterSize).ConfigureAwait(false);
+                        continue;
+                    }
                     var cluster = buffer.AsMemory(0, _clusterSize);
                     await _file.ReadAsync(item.Current << _clusterBits, cluster).ConfigureAwait(false);
                     await _file.WriteAsync(to << _clusterBits, cluster).ConfigureAwait(false);

@@ -17,7 +17,7 @@ public sealed partial class QedImage
     /// </summary>
     internal bool TestSkipDataFlush { get; set; }
 
-    /// <summary>Guest clusters whose allocation (or deallocation) is in flight, and who holds them. Under _metaLock.</summary>
+    /// <summary>Guest clusters whose allocation is in flight, and who holds them. Under _metaLock.</summary>
     private readonly Dictionary<long, Claim> _inflight = new();
     private readonly Stack<Claim> _freeClaims = new(); // under _metaLock
 
@@ -163,11 +163,13 @@ public sealed partial class QedImage
 
     /// <inheritdoc />
     /// <remarks>
-    /// Whole data clusters are deallocated: the entry becomes 0 (or a zero cluster over a backing file, so the old
-    /// backing data does not show through) and the cluster's host space is punched out. QED allocates append-only and
-    /// this session never reuses a freed cluster, so no request in flight can ever see it hold someone else's data;
-    /// the freed cluster counts as a leak until defragment or <c>check -r leaks</c> reclaims it. Partial clusters
-    /// are left alone: discard is advisory.
+    /// Whole data clusters keep their L2 entries and have their host range punched out: the space goes back to the host
+    /// and the clusters read as zeroes (with or without a backing file, as qcow2 v3 discards), and the image stays
+    /// check-clean, since nothing is unmapped. Nothing is freed, so nothing is ever reused: a cluster's file offset
+    /// belongs to its guest cluster for as long as the mapping lives (defragment and shrink move or drop mappings only
+    /// with every request drained), and a punch can never land on another cluster's data. No metadata changes, so
+    /// nothing is ordered against a flush; a crash leaves each sector with its old content or zeroes. Unallocated and
+    /// zero clusters, and partial clusters, are left alone: discard is advisory.
     /// </remarks>
     public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
@@ -187,67 +189,12 @@ public sealed partial class QedImage
         end &= ~mask;
         while (offset < end)
         {
+            // Both ends are cluster aligned, so a data run found here is whole clusters. A data entry never changes
+            // while a request is inside the gate, so the run's file offset stays this cluster's until the punch is done.
             var extent = await LookupAsync(offset, end - offset, cancellationToken).ConfigureAwait(false);
-            if (extent.Kind == ExtentKind.Data &&
-                !await DeallocateAsync(offset, extent.Length, (ulong)extent.FileOffset, cancellationToken).ConfigureAwait(false))
-                continue; // changed under us: look again
+            if (extent.Kind == ExtentKind.Data)
+                await _file.ZeroRangeAsync(extent.FileOffset, extent.Length, cancellationToken).ConfigureAwait(false);
             offset += extent.Length;
-        }
-    }
-
-    /// <summary>
-    /// Deallocates a run of whole, contiguous data clusters whose first entry is <paramref name="firstEntry"/>.
-    /// Returns false when another request changed them first.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> DeallocateAsync(long offset, long length, ulong firstEntry, CancellationToken ct)
-    {
-        long firstCluster = offset >> _clusterBits;
-        int count = (int)(length >> _clusterBits);
-        int l1Index = L1IndexOf(offset);
-        int l2First = L2IndexOf(offset);
-        Claim? mine = null;
-        Task? wait = null;
-        L2Table? table = null;
-        lock (_metaLock)
-        {
-            for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
-                if (_inflight.TryGetValue(c, out var other)) wait = other.Released;
-            if (wait is null && _tables.TryGetValue(l1Index, out var tableTask) && tableTask.IsCompletedSuccessfully)
-            {
-                table = tableTask.Result;
-                bool unchanged = true;
-                for (int i = 0; i < count && unchanged; i++)
-                    unchanged = Volatile.Read(ref table.Entries[l2First + i]) == firstEntry + (ulong)i * (ulong)_clusterSize;
-                if (unchanged)
-                {
-                    mine = ClaimLocked(firstCluster, count);
-                    table.Pins++;
-                }
-            }
-        }
-        if (mine is null)
-        {
-            if (wait != null)
-                try { await wait.WaitAsync(ct).ConfigureAwait(false); } catch (OperationCanceledException) { throw; } catch { }
-            return false;
-        }
-        try
-        {
-            ulong freed = _backing is null ? 0 : ZeroClusterEntry;
-            await CommitEntriesAsync(table!, l2First, count, freed, 0, eager: false).ConfigureAwait(false);
-            await _file.ZeroRangeAsync((long)firstEntry, length, CancellationToken.None).ConfigureAwait(false);
-            return true;
-        }
-        finally
-        {
-            TaskCompletionSource? released;
-            lock (_metaLock)
-            {
-                released = ReleaseLocked(mine, firstCluster, count);
-                table!.Pins--;
-            }
-            released?.SetResult();
         }
     }
 

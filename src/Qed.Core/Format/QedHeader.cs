@@ -134,6 +134,20 @@ public readonly record struct QedHeader
             throw Invalid("QED table size is invalid", "table_size", TableSize, TableSizeOffset,
                 "must be a power of 2 from 1 to 16");
 
+        // Geometries whose maximum QEMU computes as 0 (its bug 3) have tables of 64 MiB and more (1 GiB at 64 MiB
+        // clusters and 16-cluster tables): QEMU cannot create them and opens them only at size 0, and following one
+        // would take memory for whole tables that a sparse file of a few KiB names. They are refused, as create
+        // refuses them; with a size, in QEMU's words.
+        if (QemuMaxImageSize(ClusterSize, TableSize) == 0)
+        {
+            long tableBytes = (long)ClusterSize * TableSize;
+            string why = $"with cluster_size {ClusterSize} and table_size {TableSize} each table takes {tableBytes} bytes; " +
+                "QEMU computes the maximum image size of this geometry as 0 and cannot create it";
+            throw ImageSize != 0
+                ? Invalid("QED image size is invalid", "image_size", ImageSize, ImageSizeOffset, $"cannot be opened: {why}")
+                : Invalid("QED table size is invalid", "table_size", TableSize, TableSizeOffset, $"is refused: {why}");
+        }
+
         long max = MaxImageSize(ClusterSize, TableSize);
         if (ImageSize % 512 != 0 || ImageSize > (ulong)max)
             throw Invalid("QED image size is invalid", "image_size", ImageSize, ImageSizeOffset,

@@ -62,9 +62,13 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
         ["L2 entry into its own table"] = new("c.qed", b => Poke(b, L2(b, 0, 1), L1Value(b, 0) + 0x10000)),
         ["L1 entry past EOF"] = new("c.qed", b => Poke(b, L1(b) + 8, 0x7777000)),
         ["L1 entry is 1"] = new("c.qed", b => Poke(b, L1(b), 1)),
-        ["L2 table overlapping L1"] = new("c.qed", b => Poke(b, L1(b) + 8, (ulong)L1(b)), Repairable: false),
-        ["two L1 entries share a table"] = new("c.qed", b => Poke(b, L1(b) + 8, L1Value(b, 0)), Repairable: false),
-        ["L2 table over a data cluster"] = new("c.qed", b => Poke(b, L1(b) + 16, Entry(b, 0, 0)), Repairable: false),
+        ["L2 table overlapping L1"] = new("c.qed", b => Poke(b, L1(b) + 8, (ulong)L1(b))),
+        // The L1 entry that maps the data names the L1 table: the real L2 table and its data clusters are leaked, and
+        // only a person can tell where they belong, so the repair unlinks the entry and keeps them.
+        ["L1 entry 0 into the L1 table"] = new("c.qed", b => Poke(b, L1(b), (ulong)L1(b))),
+        ["L1 entry 0 into the L1 table's second cluster"] = new("c.qed", b => Poke(b, L1(b), (ulong)L1(b) + 0x10000)),
+        ["two L1 entries share a table"] = new("c.qed", b => Poke(b, L1(b) + 8, L1Value(b, 0))),
+        ["L2 table over a data cluster"] = new("c.qed", b => Poke(b, L1(b) + 16, Entry(b, 0, 0))),
         ["two corruptions and a leak"] = new("c.qed", b => { Poke(b, L2(b, 0, 16368), 0x5000000); Poke(b, L2(b, 0, 1), Entry(b, 0, 0) + 0x800); }),
         ["junk cluster appended"] = new("c.qed", b => { }),
         ["NEED_CHECK set"] = new("c.qed", b => b[16] |= 2),
@@ -72,7 +76,10 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
         ["small: L2 entry past EOF in the third table"] = new("s.qed", b => Poke(b, L2(b, 10, 1), 0x4000000)),
         ["small: duplicate across tables"] = new("s.qed", b => Poke(b, L2(b, 1, 256), Entry(b, 0, 0))),
         ["small: L1 entry unaligned"] = new("s.qed", b => Poke(b, L1(b) + 8 * 10, L1Value(b, 10) + 0x800)),
-        ["small: tables overlapping by a cluster"] = new("s.qed", b => Poke(b, L1(b) + 8 * 10, L1Value(b, 1) + 0x1000), Repairable: false),
+        ["small: tables overlapping by a cluster"] = new("s.qed", b => Poke(b, L1(b) + 8 * 10, L1Value(b, 1) + 0x1000)),
+        ["small: two L1 entries share a table"] = new("s.qed", b => Poke(b, L1(b) + 8 * 10, L1Value(b, 1))),
+        ["small: a table shared, its own lost"] = new("s.qed", b => Poke(b, L1(b) + 8 * 1, L1Value(b, 0))),
+        ["overlay: L1 entry 0 into the L1 table"] = new("ov.qed", b => Poke(b, L1(b), (ulong)L1(b))),
         ["overlay: L2 entry past EOF"] = new("ov.qed", b => Poke(b, L2(b, 0, 1), 0x9000000)),
         ["overlay: duplicate"] = new("ov.qed", b => Poke(b, L2(b, 0, 32), Entry(b, 0, 0))),
         ["overlay: zero cluster made unaligned"] = new("ov.qed", b => Poke(b, L2(b, 0, 64), 0x10001)),
@@ -161,6 +168,7 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
             }
         }
 
+        long keep = HeldEnd(File.ReadAllBytes(Path.Combine(images.Dir, Cases[name].Base)), File.ReadAllBytes(path));
         var repair = RunQed(images.Dir, "check", "-r", "all", file);
         var after = Run("qemu-img", images.Dir, "check", "--output=json", file);
         if (!Cases[name].Repairable)
@@ -171,6 +179,9 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
             return;
         }
         Assert.True(repair.ExitCode is 0 or 3, $"{name}: {repair.Stdout}{repair.Stderr}");
+        // Nothing that held data or a table before (in the image as qemu made it, or as corrupted) is cut off.
+        long length = new FileInfo(path).Length;
+        Assert.True(length >= keep, $"{name}: the repair cut the file to {length} bytes, below {keep} that held data or tables");
         Assert.True(after.ExitCode is 0 or 3 && Field(after.Stdout, "corruptions") == 0, $"{name}: qemu-img after repair: {after.Stdout}");
         if (Cases[name].QemuBug is null)
         {
@@ -205,6 +216,34 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
         Assert.Equal(q.ExitCode, o.ExitCode);
         Assert.Contains("The following inconsistencies were found and repaired", o.Stdout);
         Assert.Equal(File.ReadAllBytes(Path.Combine(images.Dir, theirs)), File.ReadAllBytes(Path.Combine(images.Dir, ours)));
+    }
+
+    /// <summary>
+    /// Issue 12 item 5: an L1 entry overwritten with the L1 table's own offset. Repair used to unlink nothing and cut the
+    /// real L2 table and its data off the file (786,432 to 327,680 bytes) with the corruption still there. Now the
+    /// entry is unlinked, nothing is cut, qemu-img finds no corruption, and putting the entry back recovers every byte.
+    /// </summary>
+    [Fact]
+    public void AnL1EntryIntoTheL1TableIsUnlinkedAndWhatItLostIsKeptRecoverable()
+    {
+        string file = Make("L1 entry 0 into the L1 table");
+        string path = Path.Combine(images.Dir, file);
+        var original = File.ReadAllBytes(Path.Combine(images.Dir, "c.qed"));
+        long length = new FileInfo(path).Length;
+
+        var repair = RunQed(images.Dir, "check", "-r", "all", file);
+        Assert.True(repair.ExitCode == 3, $"{repair.Stdout}{repair.Stderr}"); // repaired; the orphaned clusters are kept, as leaks
+        Assert.Contains("kept", repair.Stderr);
+        Assert.Equal(length, new FileInfo(path).Length);
+        var after = Run("qemu-img", images.Dir, "check", "--output=json", file);
+        Assert.True(after.ExitCode == 3 && Field(after.Stdout, "corruptions") == 0 && Field(after.Stdout, "leaks") == 7, after.Stdout);
+
+        // A person who knows where the table was can put it back: nothing was lost.
+        var bytes = File.ReadAllBytes(path);
+        Poke(bytes, L1(bytes), L1Value(original, 0));
+        File.WriteAllBytes(path, bytes);
+        Ok("qemu-img", images.Dir, "compare", "-f", "qed", "-F", "qed", "c.qed", file);
+        Assert.Equal(0, Run("qemu-img", images.Dir, "check", file).ExitCode);
     }
 
     [Fact]
@@ -271,6 +310,31 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
         Assert.Equal(0, File.ReadAllBytes(path)[16] & 2);
         var check = Run("qemu-img", images.Dir, "check", file);
         Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
+    }
+
+    /// <summary>
+    /// The end of the last whole cluster that held data or a table: in the image as qemu made it (it has no leaks, so
+    /// every cluster), or named by an entry of the corrupted image that lies inside its file.
+    /// </summary>
+    private static long HeldEnd(byte[] original, byte[] corrupted)
+    {
+        uint cs = BinaryPrimitives.ReadUInt32LittleEndian(corrupted.AsSpan(4)), ts = BinaryPrimitives.ReadUInt32LittleEndian(corrupted.AsSpan(8));
+        long fileEnd = corrupted.Length / cs * cs;
+        long end = Math.Min(original.Length / cs * cs, fileEnd);
+        bool Inside(ulong offset, long length) => offset % cs == 0 && offset >= cs && offset + (ulong)length <= (ulong)fileEnd;
+        int entries = (int)(cs * ts / 8);
+        for (int i = 0; i < entries; i++)
+        {
+            ulong table = L1Value(corrupted, i);
+            if (!Inside(table, cs * ts)) continue;
+            end = Math.Max(end, (long)table + cs * ts);
+            for (int j = 0; j < entries; j++)
+            {
+                ulong entry = U64(corrupted, (long)table + 8L * j);
+                if (entry > 1 && Inside(entry, cs)) end = Math.Max(end, (long)entry + cs);
+            }
+        }
+        return end;
     }
 
     private string Hash(string file) => System.Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(images.Dir, file))));

@@ -77,13 +77,51 @@ public sealed class DefragTests : IDisposable
     {
         var storage = new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions { Size = 8L << 20, ClusterSize = 4096, TableSize = 2 });
-        await using var image = await QedImage.OpenAsync(storage);
-        await image.DefragmentAsync();
-        Assert.Equal(3 * 4096, storage.Length);
-        await image.WriteAsync(1 << 20, new byte[3 * 4096]);
-        await image.DiscardAsync(1 << 20, 3 * 4096); // the clusters leak; the table stays
-        await image.DefragmentAsync();
-        Assert.Equal(5 * 4096, storage.Length);
+        await storage.WriteAsync(3 * 4096, new byte[3 * 4096].Select(_ => (byte)0xee).ToArray()); // three leaked clusters
+        await using (var image = await QedImage.OpenAsync(storage))
+        {
+            await image.DefragmentAsync();
+            Assert.Equal(3 * 4096, storage.Length);
+        }
+        await using (var image = await QedImage.OpenAsync(storage))
+        {
+            await image.WriteAsync(1 << 20, Enumerable.Repeat((byte)0x5a, 3 * 4096).ToArray());
+            await image.DiscardAsync(1 << 20, 3 * 4096); // punched in place: the clusters stay mapped and read as zeroes
+            await image.DefragmentAsync();
+            Assert.Equal(8 * 4096, storage.Length); // header, L1 and L2 tables, three data clusters: nothing leaked
+            var back = new byte[3 * 4096];
+            await image.ReadAsync(1 << 20, back);
+            Assert.All(back, b => Assert.Equal(0, b));
+        }
+        await DefragLayout.AssertCleanAsync(storage);
+    }
+
+    /// <summary>A discarded cluster is a punched hole that stays mapped; a defrag that moves it keeps it a hole.</summary>
+    [Fact]
+    public async Task ADiscardedClusterStaysAHoleWhenDefragMovesIt()
+    {
+        const int cs = 65536; // MemoryStorage tracks holes in 64 KiB pages
+        var storage = new MemoryStorage();
+        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = 8L << 20, ClusterSize = cs, TableSize = 2 });
+        await using (var image = await QedImage.OpenAsync(storage))
+        {
+            await image.WriteAsync(3 * cs, Enumerable.Repeat((byte)0x33, cs).ToArray()); // file order: guest 3, 2, 1
+            await image.WriteAsync(2 * cs, Enumerable.Repeat((byte)0x22, cs).ToArray());
+            await image.WriteAsync(1 * cs, Enumerable.Repeat((byte)0x11, cs).ToArray());
+            await image.DiscardAsync(3 * cs, cs);
+            await image.DefragmentAsync();
+            var back = new byte[4 * cs];
+            await image.ReadAsync(0, back);
+            Assert.All(back.AsSpan(0, cs).ToArray(), b => Assert.Equal(0, b));
+            Assert.All(back.AsSpan(cs, cs).ToArray(), b => Assert.Equal(0x11, b));
+            Assert.All(back.AsSpan(2 * cs, cs).ToArray(), b => Assert.Equal(0x22, b));
+            Assert.All(back.AsSpan(3 * cs, cs).ToArray(), b => Assert.Equal(0, b));
+        }
+        // Header, L1 and L2 (two clusters each), then guest 1, 2, 3 in order: guest 3's cluster is the last, and a hole.
+        Assert.Equal(8L * cs, storage.Length);
+        var (isData, run) = await storage.GetAllocationAsync(7L * cs, cs);
+        Assert.False(isData, "the discarded cluster was filled with zeroes by the defrag");
+        Assert.Equal(cs, run);
         await DefragLayout.AssertCleanAsync(storage);
     }
 

@@ -63,8 +63,8 @@ public class StressTests(ITestOutputHelper output)
         public ValueTask ZeroRangeAsync(long offset, long length, CancellationToken ct = default)
         {
             Interlocked.Increment(ref Punches);
-            // Freeing punches whole clusters; zeroing in place (write-zeroes, or resize zeroing a cluster's tail past
-            // the guest end) may punch mapped clusters, and does so from a flow marked ZeroingInPlace or in part of one.
+            // Freeing punches whole clusters; zeroing in place (write-zeroes, discard, or resize zeroing a cluster's tail
+            // past the guest end) may punch mapped clusters, and does so from a flow marked ZeroingInPlace or in part of one.
             bool partial = offset % ClusterSize != 0 || length % ClusterSize != 0;
             Watch("punch", offset, length, checkReferences: !ZeroingInPlace.Value && !partial);
             return inner.ZeroRangeAsync(offset, length, ct);
@@ -190,9 +190,11 @@ public class StressTests(ITestOutputHelper output)
                             Interlocked.Increment(ref counts[1]);
                             break;
                         case < 8:
-                            await image.DiscardAsync(offset, length);
-                            // Whole clusters inside the range are deallocated and read zeroes (a zero cluster over a
-                            // backing file); partial clusters are left alone.
+                            ZeroingInPlace.Value = true; // discard punches mapped clusters in place, as write-zeroes does
+                            try { await image.DiscardAsync(offset, length); }
+                            finally { ZeroingInPlace.Value = false; }
+                            // Whole data clusters inside the range are punched out and read zeroes (over a backing file
+                            // too); partial clusters are left alone.
                             long first = (offset + ClusterSize - 1) / ClusterSize * ClusterSize, end = (offset + length) / ClusterSize * ClusterSize;
                             for (long c = first; c < end; c += ClusterSize)
                                 if (!withBacking || inLayer[c / ClusterSize]) Array.Clear(model, (int)c, ClusterSize);

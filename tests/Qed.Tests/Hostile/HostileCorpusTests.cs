@@ -48,6 +48,48 @@ public class HostileCorpusTests
         Assert.Equal(field, checkError.Field);
     }
 
+    /// <summary>
+    /// 64 MiB clusters with 16-cluster tables: 1 GiB per table, named by a sparse file of 4 KiB on disk (QEMU refuses it
+    /// with a size and cannot create it). Open and check refuse it before reading a table, naming the field.
+    /// </summary>
+    [Theory]
+    [InlineData(1UL << 30, "image_size")]
+    [InlineData(0UL, "table_size")]
+    public async Task GeometriesWithHugeTablesAreRefusedBeforeAnyTableIsRead(ulong imageSize, string field)
+    {
+        const uint cs = 64u << 20, ts = 16;
+        string path = Path.Combine(Directory.CreateTempSubdirectory("qed-hostile-").FullName, "huge.qed");
+        try
+        {
+            var header = new byte[4096];
+            new Qed.Format.QedHeader
+            {
+                Magic = Qed.Format.QedHeader.MagicValue, ClusterSize = cs, TableSize = ts, HeaderSize = 1,
+                L1TableOffset = cs, ImageSize = imageSize,
+            }.WriteTo(header);
+            await using (var f = new FileStream(path, FileMode.CreateNew))
+            {
+                f.Write(header);
+                f.SetLength((long)cs * (1 + ts));
+            }
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            await using (var file = FileStorage.Open(path, writable: false))
+            {
+                var error = await Assert.ThrowsAsync<ImageFormatException>(() => QedImage.OpenAsync(file));
+                Assert.Equal(field, error.Field);
+                Assert.Contains("1073741824", error.Message);
+                var checkError = await Assert.ThrowsAsync<ImageFormatException>(() => QedChecker.CheckAsync(file, CheckRepair.None));
+                Assert.Equal(field, checkError.Field);
+            }
+            long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+            Assert.True(allocated < 16L << 20, $"refusing the image allocated {allocated} bytes");
+        }
+        finally
+        {
+            Directory.Delete(Path.GetDirectoryName(path)!, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData(0x40, 100000u)]    // name far past the header cluster
     [InlineData(0xff0, 64u)]       // name crossing the end of the header cluster
@@ -86,9 +128,9 @@ public class HostileCorpusTests
         { "L1 entry past EOF", "L1[1]", 4L << 20, true },
         { "L1 entry unaligned", "L1[1]", 4L << 20, true },
         { "L1 entry is 1", "L1[1]", 4L << 20, true },
-        { "L2 table overlapping L1", "L1[1]", 4L << 20, false },
-        { "two L1 entries share a table", "L1[1]", 4L << 20, false },
-        { "L2 tables overlapping by a cluster", "L1[1]", 4L << 20, false },
+        { "L2 table overlapping L1", "L1[1]", 4L << 20, true },
+        { "two L1 entries share a table", "L1[1]", 4L << 20, true },
+        { "L2 tables overlapping by a cluster", "L1[1]", 4L << 20, true },
         { "truncated inside an L2 table", "L1[1]", 4L << 20, true },
         { "truncated inside a data cluster", "L2[1][0]", 4L << 20, true },
     };
