@@ -12,7 +12,7 @@ internal static class InfoCommand
         var format = new Option<string?>("-f") { Description = "Image format (probed if omitted)" };
         var output = OutputOption.Create();
         var chain = new Option<bool>("--backing-chain") { Description = "Describe every image of the backing chain" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility (images are opened read-only and shared)" };
+        var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string>("FILE");
         var command = new Command("info", "Show an image's size, format, backing file and dirty state") { format, output, chain, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
@@ -20,7 +20,7 @@ internal static class InfoCommand
             string path = parse.GetValue(file)!;
             bool withChain = parse.GetValue(chain);
             // Like qemu-img, info on one image does not need its backing file: it still works when that is missing.
-            await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, noBacking: !withChain, ct);
+            await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, noBacking: !withChain, ct, forceShare: parse.GetValue(forceShare));
             var layers = withChain ? ImageInfo.DescribeChain(image, path) : [ImageInfo.Describe(image, path)];
             bool json = OutputOption.IsJson(parse, output);
             var text = new StringBuilder();
