@@ -30,10 +30,20 @@ internal static class CliRunner
             {
                 Console.Out.Flush();
                 Console.Error.WriteLine($"qed: {Describe(e)}");
+                // A lock conflict is two lines, as qemu-img prints it: the error, then which image is in use.
+                if (Find<ImageLockedException>(e) is { } locked) Console.Error.WriteLine(locked.Hint);
                 if (parse.GetValue(DebugOption)) Console.Error.WriteLine(e);
                 return errorExitCode;
             }
         });
+    }
+
+    /// <summary>The first exception of type <typeparamref name="T"/> in <paramref name="e"/>'s inner chain.</summary>
+    public static T? Find<T>(Exception? e) where T : Exception
+    {
+        for (; e != null; e = e.InnerException)
+            if (e is T found) return found;
+        return null;
     }
 
     /// <summary>One line for an exception: its message, unwrapped from aggregate and invocation wrappers.</summary>

@@ -49,8 +49,7 @@ internal static class ImageCreator
                 if (backing != null) throw new CommandException("The raw format does not support backing files");
                 opts.ThrowIfAnyLeft("raw");
                 if (size is null) throw new CommandException("Image creation needs a size parameter");
-                await using (var stream = new FileStream(path, FileMode.Create, FileAccess.Write))
-                    stream.SetLength(size.Value); // sparse
+                await Formats.RawImage.CreateAsync(path, size.Value, ct);
                 break;
             default:
                 throw new CommandException($"Unknown or unsupported format '{format}' (known: qed, qcow2, raw)");

@@ -88,4 +88,8 @@ public abstract class DiskImage : IAsyncDisposable, IDisposable
     /// <summary>Opens an image file and its backing chain; the format is probed unless given.</summary>
     public static Task<DiskImage> OpenAsync(string path, ImageOpenOptions? options = null, CancellationToken cancellationToken = default) =>
         ImageOpener.OpenAsync(path, options ?? new ImageOpenOptions(), cancellationToken);
+
+    /// <summary>Guesses a file's format from its first bytes as QEMU does: <c>qed</c> or <c>qcow2</c> by magic, else <c>raw</c>.</summary>
+    public static Task<string> ProbeFormatAsync(Storage.IBlockStorage file, CancellationToken cancellationToken = default) =>
+        ImageOpener.ProbeAsync(file, cancellationToken);
 }

@@ -20,17 +20,22 @@ internal static class ImageCreation
         return size ?? throw new ArgumentException("Image creation needs a size parameter", nameof(size));
     }
 
-    /// <summary>Creates (or replaces) the file and writes it; if writing fails the file is removed.</summary>
+    /// <summary>
+    /// Creates (or replaces) the file and writes it. The file is opened and locked first (a file in use, or one that
+    /// is not a regular file, is refused untouched); if writing fails, the file is removed only if this call created
+    /// it: a name that existed before (a file, a link) is never unlinked.
+    /// </summary>
     public static async Task WriteNewFileAsync(string path, Func<IBlockStorage, Task> write)
     {
+        var file = FileStorage.Create(path);
         try
         {
-            await using var file = FileStorage.Create(path);
-            await write(file).ConfigureAwait(false);
+            await using (file.ConfigureAwait(false))
+                await write(file).ConfigureAwait(false);
         }
         catch
         {
-            try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            if (file.CreatedFile) FileStorage.TryDelete(path);
             throw;
         }
     }

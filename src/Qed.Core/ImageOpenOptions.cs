@@ -38,6 +38,21 @@ public sealed record ImageOpenOptions
     /// </summary>
     public long InlineReadLimit { get; init; } = FileStorage.DefaultInlineReadLimit;
 
+    /// <summary>
+    /// Take QEMU's image locks on every file of the chain (default on), so that this open and QEMU's tools (qemu-img,
+    /// qemu-io, qemu-nbd, a running VM) and other opens of qed exclude each other as QEMU's tools do: a writer is
+    /// refused beside any other opener, a reader beside a writer. Turn off only where another mechanism keeps
+    /// writers apart; then nothing stops two writers corrupting the image.
+    /// </summary>
+    public bool Locking { get; init; } = true;
+
+    /// <summary>
+    /// Share the image with writers (qemu-img's <c>-U</c>, <c>force-share=on</c>): the open takes no lock that stops
+    /// another opener, and works beside a running writer, whose changes it may see half made. Read-only opens only
+    /// (an <see cref="ArgumentException"/> otherwise). Applies to the backing chain too.
+    /// </summary>
+    public bool ForceShare { get; init; }
+
     /// <summary>The host cache mode of the image file (backing files are read-only and use write-back).</summary>
     public CacheMode Cache { get; init; } = CacheMode.WriteBack;
 }

@@ -13,25 +13,46 @@ internal static class ImageOpener
     public const int MaxChainDepth = 256;
     private const uint Qcow2Magic = 0x514649fb; // "QFI\xfb", big-endian
 
-    public static Task<DiskImage> OpenAsync(string path, ImageOpenOptions options, CancellationToken ct) =>
-        OpenLayerAsync(path, options, [], ct);
+    public static Task<DiskImage> OpenAsync(string path, ImageOpenOptions options, CancellationToken ct)
+    {
+        if (options.ForceShare && !options.ReadOnly)
+            throw new ArgumentException("force-share=on can only be used with read-only images", nameof(options));
+        return OpenLayerAsync(path, options, [], ct);
+    }
 
-    /// <summary>Opens a backing file read-only for create; the error names the image that wants it.</summary>
+    /// <summary>
+    /// Opens a backing file read-only for create; the error names the image that wants it. Shared as qemu-img create
+    /// opens it, so that an overlay can be made over an image in use.
+    /// </summary>
     public static Task<DiskImage> OpenBackingAsync(string path, string? format, string forImage, CancellationToken ct) =>
-        OpenBackingLayerAsync(path, format, forImage, [], ct);
+        OpenBackingLayerAsync(path, format, forImage, [], ct, new ImageOpenOptions { ReadOnly = true, ForceShare = true });
 
     private static async Task<DiskImage> OpenBackingLayerAsync(string path, string? format, string forImage, List<string> chain, CancellationToken ct,
-        string? writable = null, long inlineReadLimit = FileStorage.DefaultInlineReadLimit)
+        ImageOpenOptions parent)
     {
         try
         {
+            string? writable = parent.WritableBacking;
             bool write = writable != null && Canonical(writable) == Canonical(path);
-            var options = new ImageOpenOptions { Format = format, ReadOnly = !write, WritableBacking = write ? null : writable, InlineReadLimit = inlineReadLimit };
+            var options = new ImageOpenOptions
+            {
+                Format = format, ReadOnly = !write, WritableBacking = write ? null : writable, InlineReadLimit = parent.InlineReadLimit,
+                Locking = parent.Locking, ForceShare = parent.ForceShare && !write,
+            };
             return await OpenLayerAsync(path, options, chain, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             throw new FileNotFoundException($"Could not open backing file '{path}' of '{forImage}': No such file or directory", path, e);
+        }
+        // qemu-img's words: "Could not open 'TOP': Could not open backing file: REASON".
+        catch (ImageLockedException e)
+        {
+            throw new ImageLockedException(e.LockedFile, $"Could not open backing file: {e.Reason}", forImage);
+        }
+        catch (UnsupportedFileException e)
+        {
+            throw new UnsupportedFileException(e.FilePath, $"Could not open backing file: {e.Reason}", forImage);
         }
     }
 
@@ -47,7 +68,8 @@ internal static class ImageOpener
         FileStorage file;
         try
         {
-            file = FileStorage.Open(path, !options.ReadOnly, options.Cache);
+            var locking = !options.Locking ? FileLockMode.None : options.ForceShare ? FileLockMode.ForceShare : FileLockMode.Default;
+            file = FileStorage.Open(path, !options.ReadOnly, options.Cache, locking);
             file.InlineReadLimit = options.InlineReadLimit;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
@@ -61,13 +83,13 @@ internal static class ImageOpener
             {
                 case "qed":
                     return await QedImage.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking, options.InlineReadLimit),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
                         ct).ConfigureAwait(false);
                 case "raw":
                     return new RawImage(file, options.ReadOnly, probed: options.Format is null);
                 case "qcow2":
                     return await Qcow2Image.OpenAsync(file, options,
-                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options.WritableBacking, options.InlineReadLimit),
+                        (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
                         ct).ConfigureAwait(false);
                 default:
                     throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)");

@@ -27,9 +27,10 @@ internal static class BenchCommand
         var write = new Option<bool>("-w") { Description = "Write instead of read" };
         var aio = new Option<string?>("-i") { Description = "AIO mode (accepted for compatibility; ignored)" };
         var native = new Option<bool>("-n") { Description = "Native AIO (accepted for compatibility; ignored)" };
+        var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string>("FILE");
         var command = new Command("bench", "Run a simple image benchmark")
-            { count, depth, format, flushInterval, noDrain, offset, pattern, quiet, size, step, cache, write, aio, native, file };
+            { count, depth, format, flushInterval, noDrain, offset, pattern, quiet, size, step, cache, write, aio, native, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             var options = new BenchmarkOptions
@@ -47,11 +48,13 @@ internal static class BenchCommand
             };
             Benchmark.Validate(options);
             bool q = parse.GetValue(quiet);
+            ImageArgs.CheckForceShare(parse.GetValue(file)!, !options.Write, parse.GetValue(forceShare));
             await using var image = await DiskImage.OpenAsync(parse.GetValue(file)!, new ImageOpenOptions
             {
                 Format = parse.GetValue(format),
                 ReadOnly = !options.Write,
                 Cache = CacheModes.Parse(parse.GetValue(cache)!),
+                ForceShare = parse.GetValue(forceShare),
             }, ct);
             ProbeWarning.PrintIfProbedRaw(image, parse.GetValue(file)!);
             if (!q)

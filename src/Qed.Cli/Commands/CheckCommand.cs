@@ -21,8 +21,9 @@ internal static class CheckCommand
         var repair = new Option<string?>("-r") { Description = "Repair: 'leaks' reclaims leaked clusters at the end of the file; 'all' also repairs corruptions" };
         var output = new Option<string>("--output") { Description = "Output format: human or json", DefaultValueFactory = _ => "human" };
         var quiet = new Option<bool>("-q") { Description = "Quiet: print nothing, only set the exit status" };
+        var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string>("FILE");
-        var command = new Command("check", "Check an image for consistency, and optionally repair it") { format, repair, output, quiet, file };
+        var command = new Command("check", "Check an image for consistency, and optionally repair it") { format, repair, output, quiet, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             string path = parse.GetValue(file)!;
@@ -38,7 +39,10 @@ internal static class CheckCommand
                 throw new ArgumentException("--output must be used with human or json as argument.");
             bool json = outputFormat == "json", silent = parse.GetValue(quiet);
 
-            var result = await QedChecker.CheckFileAsync(path, parse.GetValue(format), mode, ct);
+            ImageArgs.CheckForceShare(path, mode == CheckRepair.None, parse.GetValue(forceShare));
+            var result = parse.GetValue(forceShare)
+                ? await CheckSharedAsync(path, parse.GetValue(format), ct)
+                : await QedChecker.CheckFileAsync(path, parse.GetValue(format), mode, ct);
             if (result is null)
             {
                 Console.Error.WriteLine("qed: This image format does not support checks");
@@ -52,6 +56,30 @@ internal static class CheckCommand
             return ExitCode(result);
         });
         return command;
+    }
+
+    /// <summary>A read-only check beside a writer (-U): the file is opened sharing everything, as qemu-img check -U.</summary>
+    private static async Task<QedCheckResult?> CheckSharedAsync(string path, string? format, CancellationToken ct)
+    {
+        Storage.FileStorage file;
+        try
+        {
+            file = Storage.FileStorage.Open(path, writable: false, locking: Storage.FileLockMode.ForceShare);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new CommandException($"Could not open '{path}': No such file or directory", e);
+        }
+        await using (file)
+        {
+            format ??= await DiskImage.ProbeFormatAsync(file, ct);
+            return format switch
+            {
+                "qed" => await QedChecker.CheckAsync(file, CheckRepair.None, ct),
+                "raw" => null,
+                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw)"),
+            };
+        }
     }
 
     /// <summary>qemu-img's precedence: check errors, then corruptions, then leaks.</summary>

@@ -15,7 +15,7 @@ internal static class CompareCommand
         var formatB = new Option<string?>("-F") { Description = "Format of the second image (probed if omitted)" };
         var strict = new Option<bool>("-s") { Description = "Strict: images of different sizes are different" };
         var quiet = new Option<bool>("-q") { Description = "Quiet: only the exit code tells" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
+        var forceShare = ImageArgs.ForceShareOption();
         var progress = new Option<bool>("-p") { Description = "Accepted for qemu-img compatibility" };
         var a = new Argument<string>("A");
         var b = new Argument<string>("B");
@@ -23,8 +23,8 @@ internal static class CompareCommand
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             string pathA = parse.GetValue(a)!, pathB = parse.GetValue(b)!;
-            await using var imageA = await ImageArgs.OpenAsync(pathA, parse.GetValue(formatA), readOnly: true, ct: ct);
-            await using var imageB = await ImageArgs.OpenAsync(pathB, parse.GetValue(formatB), readOnly: true, ct: ct);
+            await using var imageA = await ImageArgs.OpenAsync(pathA, parse.GetValue(formatA), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+            await using var imageB = await ImageArgs.OpenAsync(pathB, parse.GetValue(formatB), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
             bool isStrict = parse.GetValue(strict);
             var result = await CompareOperation.CompareAsync(imageA, imageB, isStrict, ct);
             var say = parse.GetValue(quiet) ? TextWriter.Null : Console.Out;

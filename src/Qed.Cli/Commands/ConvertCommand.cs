@@ -24,7 +24,7 @@ internal static class ConvertCommand
         var cache = new Option<string>("-t") { Description = "Cache mode of the target: unsafe (qemu-img's default for convert: no sync), writeback (sync at the end), writethrough, none, directsync", DefaultValueFactory = _ => "unsafe" };
         var sourceCache = new Option<string?>("-T") { Description = "Accepted for qemu-img compatibility (sources are read through the host cache)" };
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
+        var forceShare = ImageArgs.ForceShareOption();
         var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
         var src = new Argument<string>("SRC");
         var dst = new Argument<string>("DST");
@@ -56,12 +56,23 @@ internal static class ConvertCommand
             if (zeroed && b != null) throw new CommandException("--target-is-zero cannot be used with a backing file (-B)");
 
             // The source is opened (and so validated) before the target is touched.
-            await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct);
-            // Creating (truncating) or writing a file the source is read from would destroy the data being copied.
-            for (var layer = source; layer != null; layer = layer.Backing)
-                if (SameFile(layer.Name, dstPath))
-                    throw new CommandException($"Could not write '{dstPath}': it is part of the source image chain ('{layer.Name}')");
-            if (create) await ImageCreator.CreateAsync(targetFormat, dstPath, source.Size, opts, b, bf, unsafeBacking: false, ct);
+            bool shared = parse.GetValue(forceShare);
+            await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct, forceShare: shared);
+            // Creating (truncating) or writing a file the source is read from would destroy the data being copied. By
+            // any name (a hard link, a symlink): the same device and inode. Without -U this is the lock conflict
+            // qemu-img reports (the source's read lock does not share "write"), in its words; with -U qemu-img would
+            // go ahead and destroy the source, so qed refuses in its own.
+            if (ConvertOperation.FindLayerInFile(source, dstPath) is { } layer)
+            {
+                if (shared) throw new CommandException($"Could not write '{dstPath}': it is part of the source image chain ('{layer.Name}')");
+                throw TargetLocked(create, dstPath, targetFormat, new ImageLockedException(dstPath, "Failed to get \"write\" lock"));
+            }
+            bool existed = File.Exists(dstPath) || Directory.Exists(dstPath) || new FileInfo(dstPath).LinkTarget != null;
+            if (create)
+            {
+                try { await ImageCreator.CreateAsync(targetFormat, dstPath, source.Size, opts, b, bf, unsafeBacking: false, ct); }
+                catch (ImageLockedException e) { throw TargetLocked(create: true, dstPath, targetFormat, e); }
+            }
             else opts.ThrowIfAnyLeft(targetFormat);
             try
             {
@@ -71,9 +82,9 @@ internal static class ConvertCommand
                     ConvertOperation.CopyAsync(source, target, copy,
                         Relay.Of(progress), ct));
             }
-            catch when (create)
+            catch when (create && !existed)
             {
-                // A half-written new image is worse than none.
+                // A half-written new image is worse than none; but a name that was there before is never removed.
                 try { File.Delete(dstPath); } catch (IOException) { } catch (UnauthorizedAccessException) { }
                 throw;
             }
@@ -82,14 +93,7 @@ internal static class ConvertCommand
         return command;
     }
 
-    private static bool SameFile(string a, string b)
-    {
-        static string Canonical(string path)
-        {
-            string full = Path.GetFullPath(path);
-            try { return new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full; }
-            catch (IOException) { return full; }
-        }
-        return string.Equals(Canonical(a), Canonical(b), StringComparison.Ordinal);
-    }
+    /// <summary>qemu-img's words for a target in use: at create "FILE: error while converting FMT: ...", else "Could not open 'FILE': ...".</summary>
+    private static CommandException TargetLocked(bool create, string path, string format, ImageLockedException e) =>
+        new(create ? $"{path}: error while converting {format}: {e.Reason}" : $"Could not open '{path}': {e.Reason}", e);
 }

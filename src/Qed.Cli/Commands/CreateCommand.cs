@@ -24,7 +24,14 @@ internal static class CreateCommand
             string? bf = parse.GetValue(backingFormat) ?? opts.Take("backing_fmt");
             if (b != null && bf == null) throw new ArgumentException("Backing file specified without backing format");
             long? bytes = parse.GetValue(size) is { } s ? SizeParser.Parse(s) : opts.TakeSize("size");
-            await ImageCreator.CreateAsync(parse.GetValue(format)!, path, bytes, opts, b, bf, parse.GetValue(unsafeBacking), ct);
+            try
+            {
+                await ImageCreator.CreateAsync(parse.GetValue(format)!, path, bytes, opts, b, bf, parse.GetValue(unsafeBacking), ct);
+            }
+            catch (ImageLockedException e)
+            {
+                throw new CommandException($"{path}: {e.Reason}", e); // qemu-img's words for a file in use
+            }
             return 0;
         });
         return command;

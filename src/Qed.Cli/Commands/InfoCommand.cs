@@ -12,7 +12,7 @@ internal static class InfoCommand
         var format = new Option<string?>("-f") { Description = "Image format (probed if omitted)" };
         var output = OutputOption.Create();
         var chain = new Option<bool>("--backing-chain") { Description = "Describe every image of the backing chain" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility (images are opened read-only and shared)" };
+        var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string>("FILE");
         var command = new Command("info", "Show an image's size, format, backing file and dirty state") { format, output, chain, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
@@ -20,7 +20,7 @@ internal static class InfoCommand
             string path = parse.GetValue(file)!;
             bool withChain = parse.GetValue(chain);
             // Like qemu-img, info on one image does not need its backing file: it still works when that is missing.
-            await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, noBacking: !withChain, ct);
+            await using var image = await OpenAsync(path, parse.GetValue(format), withChain, parse.GetValue(forceShare), ct);
             var layers = withChain ? ImageInfo.DescribeChain(image, path) : [ImageInfo.Describe(image, path)];
             bool json = OutputOption.IsJson(parse, output);
             var text = new StringBuilder();
@@ -47,6 +47,25 @@ internal static class InfoCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>
+    /// Opens the image (with its chain for --backing-chain). qemu-img opens each layer of the chain by itself, so a
+    /// backing file in use is named as the file that could not be opened, not as the overlay's backing file.
+    /// </summary>
+    private static async Task<DiskImage> OpenAsync(string path, string? format, bool withChain, bool forceShare, CancellationToken ct)
+    {
+        try
+        {
+            return await ImageArgs.OpenAsync(path, format, readOnly: true, noBacking: !withChain, ct, forceShare: forceShare);
+        }
+        catch (CommandException e) when (withChain && CliRunner.Find<ImageLockedException>(e) is { } locked && locked.LockedFile != path)
+        {
+            const string Backing = "Could not open backing file: ";
+            string reason = locked.Reason;
+            while (reason.StartsWith(Backing, StringComparison.Ordinal)) reason = reason[Backing.Length..];
+            throw new CommandException($"Could not open '{locked.LockedFile}': {reason}", locked);
+        }
     }
 
     /// <summary>qemu-img 7.2's object: its keys in its order, indented by four spaces (more inside a chain).</summary>

@@ -24,7 +24,7 @@ internal static class IoCommand
         var misalign = new Option<bool>("-m", "--misalign") { Description = "Accepted for qemu-io compatibility" };
         var discard = new Option<string[]>("-d", "--discard") { Description = "Discard mode (ignore, unmap): accepted" };
         var snapshot = new Option<bool>("-s", "--snapshot") { Description = "Writes go to a temporary overlay, deleted at exit; the image is not changed" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Force shared permissions" };
+        var forceShare = ImageArgs.ForceShareOption();
         var trace = new Option<string[]>("-T", "--trace") { Description = "Accepted for qemu-io compatibility (no tracing)" };
         var objects = new Option<string[]>("--object") { Description = "Accepted for qemu-io compatibility" };
         var file = new Argument<string?>("FILE") { Arity = ArgumentArity.ZeroOrOne };
@@ -50,7 +50,7 @@ internal static class IoCommand
             if (opts && fmt is not null)
                 throw new CommandException("--image-opts and --format are mutually exclusive");
             await using var interpreter = new IoInterpreter(Console.Out, Console.Error) { OpenFormat = fmt, DefaultImageOpts = opts };
-            if (path is not null && !await interpreter.OpenAsync(new IoOpenSpec(path, fmt, parse.GetValue(readOnly), mode, opts, parse.GetValue(snapshot)), ct))
+            if (path is not null && !await interpreter.OpenAsync(new IoOpenSpec(path, fmt, parse.GetValue(readOnly), mode, opts, parse.GetValue(snapshot), parse.GetValue(forceShare)), ct))
                 return 1;
             string[] lines = parse.GetValue(commands) ?? [];
             if (lines.Length == 0)

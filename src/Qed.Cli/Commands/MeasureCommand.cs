@@ -16,7 +16,7 @@ internal static class MeasureCommand
         var options = new Option<string[]>("-o") { Description = "Target options: cluster_size=, table_size= (qed), compat= (qcow2)" };
         var size = new Option<string?>("--size") { Description = "Measure a new image of this size" };
         var format = new Option<string?>("-f") { Description = "Format of FILE (probed if omitted)" };
-        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Accepted for qemu-img compatibility" };
+        var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string?>("FILE") { Arity = ArgumentArity.ZeroOrOne };
         var command = new Command("measure", "Compute the file size an image needs in a format") { output, outFormat, options, size, format, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
@@ -42,7 +42,7 @@ internal static class MeasureCommand
             }
             else
             {
-                await using var image = await ImageArgs.OpenAsync(path!, parse.GetValue(format), readOnly: true, ct: ct);
+                await using var image = await ImageArgs.OpenAsync(path!, parse.GetValue(format), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
                 result = await MeasureOperation.ForImageAsync(image, measure, ct);
             }
             if (OutputOption.IsJson(parse, output))

@@ -60,13 +60,20 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
             string? format = spec.Format;
             if (spec.ImageOpts) (path, format) = IoOpenSpec.FromOptions(spec.Target, format);
             if (spec.Snapshot && !spec.ReadOnly) return await OpenSnapshotAsync(path, format, spec.Cache, ct);
-            _image = await ImageArgs.OpenAsync(path, format, spec.ReadOnly, ct: ct, cache: spec.Cache);
+            _image = await ImageArgs.OpenAsync(path, format, spec.ReadOnly, ct: ct, cache: spec.Cache, forceShare: spec.ForceShare);
             ProbeWarning.PrintIfProbedRaw(_image, path);
             return true;
         }
         catch (CommandException e)
         {
-            ErrorReport($"can't open device {path}: {e.Message}");
+            // qemu-io prints the open's reason after "can't open device X: ", without the "Could not open 'X': " that
+            // qemu-img (and ImageArgs) put first; only a missing file's reason keeps it, as in qemu-io.
+            string prefix = $"Could not open '{path}': ";
+            string reason = e.Message.StartsWith(prefix, StringComparison.Ordinal) && e.InnerException is not FileNotFoundException
+                ? e.Message[prefix.Length..]
+                : e.Message;
+            ErrorReport($"can't open device {path}: {reason}");
+            if (CliRunner.Find<ImageLockedException>(e) is { } locked) Stderr(locked.Hint);
             return false;
         }
     }

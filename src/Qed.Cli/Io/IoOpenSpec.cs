@@ -2,9 +2,10 @@ namespace Qed.Cli.Io;
 
 /// <summary>
 /// What opening an image takes in qemu-io: a file name or an option string, format, mode and cache; with
-/// <paramref name="Snapshot"/> (-s) writes go to a temporary overlay that is deleted at close.
+/// <paramref name="Snapshot"/> (-s) writes go to a temporary overlay that is deleted at close; <paramref name="ForceShare"/>
+/// is -U (read-only opens beside a writer).
 /// </summary>
-internal sealed record IoOpenSpec(string Target, string? Format, bool ReadOnly, Storage.CacheMode Cache, bool ImageOpts, bool Snapshot = false)
+internal sealed record IoOpenSpec(string Target, string? Format, bool ReadOnly, Storage.CacheMode Cache, bool ImageOpts, bool Snapshot = false, bool ForceShare = false)
 {
     /// <summary>qemu-io's cache modes (-t, --cache); null when <paramref name="name"/> is not one.</summary>
     public static Storage.CacheMode? ParseCache(string name) => name switch

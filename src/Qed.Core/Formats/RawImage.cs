@@ -43,6 +43,21 @@ public sealed class RawImage : DiskImage
     /// </summary>
     public bool IsProbed { get; }
 
+    /// <summary>
+    /// Creates a sparse raw image of <paramref name="size"/> bytes, replacing a regular file of that name (as qemu-img
+    /// create -f raw). A file in use, or a name that is not a regular file, is refused untouched; on failure the file
+    /// is removed only if this call created it.
+    /// </summary>
+    public static Task CreateAsync(string path, long size, CancellationToken cancellationToken = default)
+    {
+        if (size < 0) throw new ArgumentException($"Image size must not be negative (size={size})", nameof(size));
+        return ImageCreation.WriteNewFileAsync(path, async file =>
+        {
+            await file.SetLengthAsync(0, cancellationToken).ConfigureAwait(false);
+            await file.SetLengthAsync(size, cancellationToken).ConfigureAwait(false);
+        });
+    }
+
     /// <inheritdoc />
     public override string Format => "raw";
     /// <inheritdoc />

@@ -80,6 +80,19 @@ public static class ConvertOperation
         await target.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The layer of <paramref name="source"/>'s chain stored in the file <paramref name="targetPath"/> names (by any
+    /// name: same device and inode, so hard links and symlinks count), or null. A target that is such a file must not
+    /// be created or written: that destroys the data being copied. Check before the target is touched.
+    /// </summary>
+    public static DiskImage? FindLayerInFile(DiskImage source, string targetPath)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        for (var layer = source; layer != null; layer = layer.Backing)
+            if (Storage.FileStorage.IsSameFile(layer.Name, targetPath)) return layer;
+        return null;
+    }
+
     /// <summary>The source split at chunk boundaries; zero ranges are left out when the target needs nothing there.</summary>
     private static async IAsyncEnumerable<Chunk> ChunksAsync(DiskImage source, int chunkSize, bool skipZeroes, Action<long> skipped,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)

@@ -26,7 +26,9 @@ public static class ResizeOperation
         long oldSize;
         DiskImage? backing;
         long backingSize = 0;
-        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, cancellationToken).ConfigureAwait(false))
+        // A look at the format and sizes only, without locks: the writable open that follows takes the write lock, and
+        // is refused (before anything changes) with qemu-img's "Failed to get "write" lock" if the image is in use.
+        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, Locking = false }, cancellationToken).ConfigureAwait(false))
         {
             format = image.Format;
             oldSize = image.Size;

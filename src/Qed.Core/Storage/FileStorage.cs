@@ -26,17 +26,36 @@ public sealed class FileStorage : IBlockStorage
         if (canWrite && cache is not (CacheMode.WriteThrough or CacheMode.DirectSync)) _lane = new WriteLane(handle);
     }
 
-    /// <summary>Opens an existing file with a host cache mode (qemu's <c>-t</c>).</summary>
+    /// <summary>
+    /// Opens an existing file with a host cache mode (qemu's <c>-t</c>), taking QEMU's image locks as
+    /// <paramref name="locking"/> says (see <see cref="FileLockMode"/>); they are released on dispose.
+    /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    public static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack)
+    /// <exception cref="ImageLockedException">Another opener's locks conflict with this open.</exception>
+    /// <exception cref="IOException">The path is not a regular file or block device (a FIFO, directory, socket, character device).</exception>
+    /// <exception cref="ArgumentException"><see cref="FileLockMode.ForceShare"/> with a writable open.</exception>
+    public static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack, FileLockMode locking = FileLockMode.Default)
     {
+        var permissions = ImageLock.For(locking, writable);
+        FileKind.EnsureOpenable(path); // before the open: opening a FIFO would block
         var options = FileOptions.Asynchronous;
         if (writable && cache is CacheMode.WriteThrough or CacheMode.DirectSync) options |= FileOptions.WriteThrough;
         var handle = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
             FileShare.ReadWrite, options);
+        try
+        {
+            FileKind.EnsureOpenable(handle, path);
+            if (permissions is { } p) ImageLock.Acquire(handle, path, p);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
         // none/directsync: aligned requests bypass the page cache through a second, O_DIRECT handle; unaligned ones
         // use the buffered handle (Linux keeps the two coherent). Where O_DIRECT is refused (tmpfs, some FUSE), the
-        // buffered handle alone gives write-back (none) or write-through (directsync) semantics.
+        // buffered handle alone gives write-back (none) or write-through (directsync) semantics. The locks stay on the
+        // first handle, which lives as long as this storage.
         SafeFileHandle? direct = cache is CacheMode.None or CacheMode.DirectSync
             ? DirectIO.TryOpen(path, writable, dsync: cache == CacheMode.DirectSync)
             : null;
@@ -49,12 +68,52 @@ public sealed class FileStorage : IBlockStorage
     /// <summary>The cache mode the file was opened with.</summary>
     public CacheMode Cache => _cache;
 
-    /// <summary>Creates a file, replacing any file of that name (as qemu-img create does).</summary>
-    public static FileStorage Create(string path)
+    /// <summary>
+    /// Opens a file to write a new image into, creating it if absent, with the locks qemu-img create takes (write and
+    /// resize; resize not shared), so a file another opener uses is refused before it is touched. An existing file is
+    /// not truncated here: the caller writes the new image over it. Only a regular file (or nothing, or a dangling
+    /// symlink) is accepted. <see cref="CreatedFile"/> says whether this call made the file, so a caller that fails
+    /// removes only what it made.
+    /// </summary>
+    /// <exception cref="ImageLockedException">Another opener uses the file.</exception>
+    /// <exception cref="IOException">The path is a directory, device, FIFO or socket.</exception>
+    public static FileStorage Create(string path, FileLockMode locking = FileLockMode.Default)
     {
-        var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
-        return new FileStorage(handle, path, true);
+        if (locking == FileLockMode.ForceShare)
+            throw new ArgumentException("force-share=on can only be used with read-only images", nameof(locking));
+        (ImagePermissions, ImagePermissions)? permissions = locking == FileLockMode.None ? null : ImageLock.Creator;
+        FileKind.EnsureCreatable(path);
+        bool created = !FileKind.Exists(path);
+        // O_EXCL for a new name, so that "created" is known for certain; a dangling symlink gets its target created
+        // through it, and counts as not created (removing the name would remove the link, which was there before).
+        var handle = File.OpenHandle(path, created ? FileMode.CreateNew : File.Exists(path) ? FileMode.Open : FileMode.OpenOrCreate,
+            FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
+        try
+        {
+            if (!created && NativeLock.Stat(handle) is { Type: not NativeLock.FileId.Regular })
+                throw new UnsupportedFileException(path, "Not a regular file; only regular files are created", verb: "create");
+            if (permissions is { } p) ImageLock.Acquire(handle, path, p);
+        }
+        catch
+        {
+            handle.Dispose();
+            if (created) TryDelete(path);
+            throw;
+        }
+        return new FileStorage(handle, path, true) { CreatedFile = created };
     }
+
+    /// <summary>Whether <see cref="Create"/> made this file (it did not exist before), so that only then is it removed on failure.</summary>
+    public bool CreatedFile { get; private init; }
+
+    /// <summary>Removes a file this process created, ignoring failure (the caller is already reporting one).</summary>
+    internal static void TryDelete(string path)
+    {
+        try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Whether two names are one file (same device and inode).</summary>
+    public static bool IsSameFile(string a, string b) => FileKind.SameFile(a, b);
 
     /// <summary>The underlying handle, for callers that need a platform call of their own.</summary>
     public SafeFileHandle Handle => _handle;

@@ -123,9 +123,11 @@ public sealed class Qcow2ReadInteropTests : IDisposable
         QemuImg.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x77 0 64k", "-c", "write -P 0x78 8M 100k", image);
         QemuImg.Ok("qemu-img", "snapshot", "-c", "second", image);
         await AssertSameAsQemuAsync(image);
-        await using var img = (Qcow2Image)await DiskImage.OpenAsync(image, new ImageOpenOptions { ReadOnly = true });
-        Assert.Equal(["first", "second"], img.Snapshots.Select(s => s.Name));
-        Assert.Equal((ulong)(17 << 20), img.Snapshots[0].DiskSize);
+        await using (var img = (Qcow2Image)await DiskImage.OpenAsync(image, new ImageOpenOptions { ReadOnly = true }))
+        {
+            Assert.Equal(["first", "second"], img.Snapshots.Select(s => s.Name));
+            Assert.Equal((ulong)(17 << 20), img.Snapshots[0].DiskSize);
+        } // closed first: its read lock would refuse the writable open below
         // Writing such an image is refused with a clear message (copy-on-write of shared clusters is not implemented).
         var e = await Assert.ThrowsAsync<NotSupportedException>(async () => await DiskImage.OpenAsync(image));
         Assert.Contains("snapshot", e.Message);

@@ -27,8 +27,8 @@ public sealed class WriteThroughTests : IDisposable
         await image.WriteAsync(3 << 20, data);
         await image.WriteZeroesAsync(8 << 20, 1 << 20);
 
-        // Another open of the same file, read-only, as a restarted process would see it.
-        await using var probe = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = true });
+        // Another open of the same file, read-only and shared (-U: the writer still has it open), as a restarted process would see it.
+        await using var probe = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = true, ForceShare = true });
         var back = new byte[data.Length];
         await probe.ReadAsync(3 << 20, back);
         var zeroRun = await probe.GetLayerExtentAsync(8 << 20, 1 << 20);
