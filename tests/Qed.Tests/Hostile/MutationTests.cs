@@ -11,7 +11,7 @@ namespace Qed.Tests.Hostile;
 /// <para>Allowed exceptions, and nothing else:</para>
 /// <list type="bullet">
 /// <item><see cref="ImageFormatException"/> from open, read, write, map and check: the image is malformed.</item>
-/// <item><see cref="InvalidOperationException"/> from a write, discard or write-zeroes only: writes are refused after a
+/// <item><see cref="ImageNeedsCheckException"/> from a write, discard or write-zeroes only: writes are refused after a
 /// corruption was met, until the image is checked.</item>
 /// </list>
 /// (<see cref="ArgumentOutOfRangeException"/> is reserved for caller mistakes, and every request here is inside the
@@ -86,7 +86,7 @@ public class MutationTests(ITestOutputHelper output)
             {
                 outcome.FormatErrors++;
             }
-            catch (InvalidOperationException) when (isWrite)
+            catch (ImageNeedsCheckException) when (isWrite)
             {
                 outcome.RefusedWrites++;
             }

@@ -14,7 +14,7 @@ namespace Qed.Tests.Hostile;
 /// without allocating more at open than the file can justify. The rules are those of <see cref="MutationTests"/>:
 /// <list type="bullet">
 /// <item><see cref="ImageFormatException"/> from anything: the image is malformed.</item>
-/// <item><see cref="InvalidOperationException"/> from a write, discard or write-zeroes only: writes are refused after a
+/// <item><see cref="ImageNeedsCheckException"/> from a write, discard or write-zeroes only: writes are refused after a
 /// corruption was met.</item>
 /// <item>One addition for qcow2: <see cref="NotSupportedException"/> from open only, for a header naming a feature
 /// the library does not implement (encryption, an external data file, subclusters, zstd, internal snapshots or a dirty
@@ -144,7 +144,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             {
                 outcome.FormatErrors++;
             }
-            catch (InvalidOperationException) when (isWrite)
+            catch (ImageNeedsCheckException) when (isWrite)
             {
                 outcome.RefusedWrites++;
             }

@@ -7,7 +7,7 @@ namespace Qed.Tests.Qcow2;
 /// <summary>
 /// Each overlap check on its own: a corrupt pointer at other metadata fails the write that would follow it with an
 /// ImageFormatException naming that pointer, leaves the metadata as it was, sets the corrupt bit (version 3), and makes
-/// later writes fail with InvalidOperationException and flushes with ImageFormatException.
+/// later writes fail with ImageNeedsCheckException and flushes with ImageFormatException.
 /// </summary>
 public sealed class Qcow2OverlapTests
 {
@@ -50,10 +50,10 @@ public sealed class Qcow2OverlapTests
             Assert.Contains($"overlaps the {overlapped}", e.Message);
             Assert.Contains("marked corrupt", e.Message);
             Assert.DoesNotContain('\n', e.Message);
-            var later = await Assert.ThrowsAsync<InvalidOperationException>(async () => await img.WriteAsync(300L << 20, new byte[512]));
+            var later = await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await img.WriteAsync(300L << 20, new byte[512]));
             Assert.Contains("refused", later.Message);
-            await Assert.ThrowsAsync<InvalidOperationException>(async () => await img.WriteZeroesAsync(0, 65536));
-            await Assert.ThrowsAsync<InvalidOperationException>(async () => await img.DiscardAsync(0, 65536));
+            await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await img.WriteZeroesAsync(0, 65536));
+            await Assert.ThrowsAsync<ImageNeedsCheckException>(async () => await img.DiscardAsync(0, 65536));
             await Assert.ThrowsAsync<ImageFormatException>(async () => await img.FlushAsync());
             if (readable) await img.ReadAsync(0, new byte[4096]); // reads still work
         }

@@ -19,13 +19,13 @@ public sealed partial class Qcow2Image
     private readonly SortedSet<int> _dirtyL1 = new();
     private volatile Exception? _failure;
 
-    /// <summary>Refuses a write after a corruption was met (InvalidOperationException) or a metadata write failed (IOException).</summary>
+    /// <summary>Refuses a write after a corruption was met (ImageNeedsCheckException) or a metadata write failed (IOException).</summary>
     private void ThrowIfFailed()
     {
         switch (_failure)
         {
             case ImageFormatException corrupt:
-                throw new InvalidOperationException($"Writes to '{Name}' are refused: {corrupt.Message}", corrupt);
+                throw new ImageNeedsCheckException($"Writes to '{Name}' are refused until it is checked: {corrupt.Message}", corrupt);
             case { } e:
                 throw new IOException($"The qcow2 image '{Name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
         }

@@ -16,7 +16,7 @@ namespace Qed.Formats.Qcow2;
 /// still holding an old mapping can never touch a cluster that now belongs to someone else.
 /// <para>Every write of data or metadata is first checked against the metadata areas (QEMU's overlap checks): one
 /// that would land on other metadata fails with <see cref="ImageFormatException"/>, marks the image corrupt, and
-/// later writes fail with <see cref="InvalidOperationException"/> (see Qcow2Image.Overlap.cs).</para>
+/// later writes fail with <see cref="ImageNeedsCheckException"/> (see Qcow2Image.Overlap.cs).</para>
 /// </remarks>
 public sealed partial class Qcow2Image : DiskImage
 {
