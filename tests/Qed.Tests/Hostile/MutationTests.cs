@@ -35,7 +35,7 @@ public class MutationTests(ITestOutputHelper output)
             async (i, _) =>
             {
                 int seed = unchecked(baseSeed * 1_000_003 + i);
-                var outcome = new Outcome();
+                var outcome = new MutantOutcome($"seed {seed}");
                 try
                 {
                     await RunOneAsync(bases, seed, outcome).WaitAsync(Limit);
@@ -58,15 +58,8 @@ public class MutationTests(ITestOutputHelper output)
         Assert.True(unexpected.Count == 0, summary + "\n" + string.Join("\n", unexpected.Take(20)));
     }
 
-    private sealed class Outcome
-    {
-        public bool Opened;
-        public int FormatErrors, RefusedWrites;
-        public List<string> Unexpected { get; } = new();
-    }
-
     /// <summary>Mutates one image and runs every operation on it; records what failed how.</summary>
-    private static async Task RunOneAsync(byte[][] bases, int seed, Outcome outcome)
+    private static async Task RunOneAsync(byte[][] bases, int seed, MutantOutcome outcome)
     {
         await Task.Yield();
         var rnd = new Random(seed);
@@ -76,25 +69,7 @@ public class MutationTests(ITestOutputHelper output)
         if (rnd.Next(10) == 0) bytes = bytes[..rnd.Next(bytes.Length)];
         var file = new MemoryStorage(bytes, $"mutant-{seed}");
 
-        async Task Try(string what, Func<Task> action, bool isWrite = false)
-        {
-            try
-            {
-                await action();
-            }
-            catch (ImageFormatException)
-            {
-                outcome.FormatErrors++;
-            }
-            catch (ImageNeedsCheckException) when (isWrite)
-            {
-                outcome.RefusedWrites++;
-            }
-            catch (Exception e)
-            {
-                outcome.Unexpected.Add($"seed {seed}: {what}: {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
-            }
-        }
+        Task Try(string what, Func<Task> action, bool isWrite = false) => outcome.TryAsync(what, action, isWrite);
 
         QedImage? image = null;
         bool readOnly = rnd.Next(3) == 0;

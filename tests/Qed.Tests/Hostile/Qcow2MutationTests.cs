@@ -55,7 +55,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             async (i, _) =>
             {
                 int seed = unchecked(baseSeed * 1_000_003 + i);
-                var outcome = new Outcome();
+                var outcome = new MutantOutcome($"seed {seed}");
                 try
                 {
                     await RunOneAsync(samples, seed, outcome).WaitAsync(Limit);
@@ -80,13 +80,6 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         Console.WriteLine(summary);
         Assert.True(unexpected.Count == 0, summary + "\n" + string.Join("\n", unexpected.Take(20)));
         Assert.True(measured > iterations / 2, $"only {measured} of {iterations} opens ran on one thread, so memory went unmeasured");
-    }
-
-    private sealed class Outcome
-    {
-        public bool Opened, Measured;
-        public int FormatErrors, RefusedWrites, Unsupported;
-        public List<string> Unexpected { get; } = new();
     }
 
     /// <summary>Creates an image through the library and writes one pattern per offset (plus a zeroed megabyte and a discard).</summary>
@@ -122,7 +115,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             backing == null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true)));
 
     /// <summary>Mutates one image and runs every operation on it; records what failed how.</summary>
-    private static async Task RunOneAsync(Sample[] samples, int seed, Outcome outcome)
+    private static async Task RunOneAsync(Sample[] samples, int seed, MutantOutcome outcome)
     {
         await Task.Yield();
         var rnd = new Random(seed);
@@ -133,30 +126,10 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         var file = new MemoryStorage(bytes, $"{sample.Name}-mutant-{seed}");
         var backing = Backing(sample.Backing); // made before the open is measured: its copy is the test's, not the open's
         string id = $"seed {seed} ({sample.Name})";
+        outcome.Id = id;
 
-        async Task Try(string what, Func<Task> action, bool isWrite = false, bool isOpen = false)
-        {
-            try
-            {
-                await action();
-            }
-            catch (ImageFormatException)
-            {
-                outcome.FormatErrors++;
-            }
-            catch (ImageNeedsCheckException) when (isWrite)
-            {
-                outcome.RefusedWrites++;
-            }
-            catch (NotSupportedException) when (isOpen)
-            {
-                outcome.Unsupported++;
-            }
-            catch (Exception e)
-            {
-                outcome.Unexpected.Add($"{id}: {what}: {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
-            }
-        }
+        Task Try(string what, Func<Task> action, bool isWrite = false, bool isOpen = false) =>
+            outcome.TryAsync(what, action, isWrite, unsupportedAllowed: isOpen);
 
         Qcow2Image? image = null;
         bool readOnly = rnd.Next(3) == 0;
