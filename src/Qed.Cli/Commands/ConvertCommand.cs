@@ -26,11 +26,12 @@ internal static class ConvertCommand
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var forceShare = ImageArgs.ForceShareOption();
         var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
+        var salvage = new Option<bool>("--salvage") { Description = "Copy what can be read: a sector whose read fails is written as zeroes, with a warning" };
         var src = new Argument<string>("SRC");
         var dst = new Argument<string>("DST");
         var command = new Command("convert", "Copy an image into a new image of any format, keeping it sparse")
         {
-            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, src, dst,
+            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, salvage, src, dst,
         };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
@@ -77,7 +78,11 @@ internal static class ConvertCommand
             try
             {
                 await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct, cache: cacheMode);
-                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight };
+                // qemu-img's warning for each sector --salvage gives up on: "warning: error while reading offset N: reason".
+                Action<long, IOException>? onReadError = parse.GetValue(salvage)
+                    ? (at, e) => Console.Error.WriteLine($"qed: warning: error while reading offset {at}: {CliRunner.Describe(e)}")
+                    : null;
+                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight, OnReadError = onReadError };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
                         Relay.Of(progress), ct));
