@@ -12,6 +12,9 @@ internal static class CommandRegistry
         yield return InfoCommand.Build();
         yield return MapCommand.Build();
         yield return ConvertCommand.Build();
+        yield return DdCommand.Build();
+        yield return SnapshotCommand.Build();
+        yield return BitmapCommand.Build();
         yield return CompareCommand.Build();
         yield return ResizeCommand.Build();
         yield return CommitCommand.Build();

@@ -13,7 +13,7 @@ internal static class CompareCommand
     {
         var formatA = new Option<string?>("-f") { Description = "Format of the first image (probed if omitted)" };
         var formatB = new Option<string?>("-F") { Description = "Format of the second image (probed if omitted)" };
-        var strict = new Option<bool>("-s") { Description = "Strict: images of different sizes are different" };
+        var strict = new Option<bool>("-s") { Description = "Strict: the images must also have the same size and the same allocation (block status)" };
         var quiet = new Option<bool>("-q") { Description = "Quiet: only the exit code tells" };
         var forceShare = ImageArgs.ForceShareOption();
         var progress = new Option<bool>("-p") { Description = "Accepted for qemu-img compatibility" };
@@ -37,6 +37,11 @@ internal static class CompareCommand
                 }
                 // qemu-img warns only once it reaches the extra part, i.e. when the common part is the same.
                 if (!result.InCommonPart) say.WriteLine("Warning: Image size mismatch!");
+            }
+            if (result.StatusMismatch)
+            {
+                say.WriteLine($"Strict mode: Offset {result.MismatchOffset} block status mismatch!");
+                return 1;
             }
             if (!result.Identical)
             {

@@ -26,11 +26,17 @@ internal static class ConvertCommand
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var forceShare = ImageArgs.ForceShareOption();
         var outOfOrder = new Option<bool>("-W") { Description = "Accepted for qemu-img compatibility (writes are always out of order)" };
+        var salvage = new Option<bool>("--salvage") { Description = "Copy what can be read: a sector whose read fails is written as zeroes, with a warning" };
+        var compress = new Option<bool>("-c") { Description = "Compress the target (qcow2 only in qemu-img; qed does not write compressed qcow2 clusters and refuses)" };
+        var rate = new Option<string?>("-r") { Description = "Accepted for qemu-img compatibility: the rate limit is checked but not applied" };
+        var copyOffload = new Option<bool>("-C") { Description = "Accepted for qemu-img compatibility (copy offloading: the data is copied the same way)" };
+        var snapshot = new Option<string?>("-l") { Description = "Source snapshot: refused, as by qemu-img, for formats without internal snapshots" };
+        var bitmaps = new Option<bool>("--bitmaps") { Description = "Copy persistent bitmaps: refused, as by qemu-img, for sources without them (QED, raw)" };
         var src = new Argument<string>("SRC");
         var dst = new Argument<string>("DST");
         var command = new Command("convert", "Copy an image into a new image of any format, keeping it sparse")
         {
-            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, src, dst,
+            format, outFormat, options, backing, backingFormat, showProgress, noCreate, targetIsZero, sparse, parallel, cache, sourceCache, quiet, forceShare, outOfOrder, salvage, compress, rate, copyOffload, snapshot, bitmaps, src, dst,
         };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
@@ -49,6 +55,17 @@ internal static class ConvertCommand
             }
             int inFlight = parse.GetValue(parallel);
             if (inFlight is < 1 or > 16) throw new CommandException($"Invalid number of coroutines: {inFlight} (allowed: 1 to 16)");
+            if (parse.GetValue(rate) is { } r && !SizeParser.TryParse(r, out _))
+            {
+                Console.Error.WriteLine("qed: Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
+                Console.Error.WriteLine("qed: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+                return 1;
+            }
+            if (parse.GetValue(compress))
+            {
+                if (targetFormat != "qcow2") throw new CommandException("Compression not supported for this file format");
+                throw new CommandException("Compression not supported by qed: it does not write compressed qcow2 clusters (convert without -c)");
+            }
             bool create = !parse.GetValue(noCreate);
             var cacheMode = Storage.CacheModes.Parse(parse.GetValue(cache)!);
             bool zeroed = parse.GetValue(targetIsZero);
@@ -58,6 +75,10 @@ internal static class ConvertCommand
             // The source is opened (and so validated) before the target is touched.
             bool shared = parse.GetValue(forceShare);
             await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct, forceShare: shared);
+            // Observed on qemu-img 7.2, for QED and raw sources: neither has internal snapshots or persistent bitmaps.
+            if (parse.GetValue(snapshot) != null)
+                throw new CommandException($"Failed to load snapshot: Block format '{source.Format}' used by device '' does not support temporarily loading internal snapshots");
+            if (parse.GetValue(bitmaps)) throw new CommandException("Source lacks bitmap support");
             // Creating (truncating) or writing a file the source is read from would destroy the data being copied. By
             // any name (a hard link, a symlink): the same device and inode. Without -U this is the lock conflict
             // qemu-img reports (the source's read lock does not share "write"), in its words; with -U qemu-img would
@@ -77,7 +98,11 @@ internal static class ConvertCommand
             try
             {
                 await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct, cache: cacheMode);
-                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight };
+                // qemu-img's warning for each sector --salvage gives up on: "warning: error while reading offset N: reason".
+                Action<long, IOException>? onReadError = parse.GetValue(salvage)
+                    ? (at, e) => Console.Error.WriteLine($"qed: warning: error while reading offset {at}: {CliRunner.Describe(e)}")
+                    : null;
+                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight, OnReadError = onReadError };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
                         Relay.Of(progress), ct));

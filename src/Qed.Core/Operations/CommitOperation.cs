@@ -77,12 +77,12 @@ public static class CommitOperation
 
     private static DiskImage FindBase(DiskImage top, string? basePath)
     {
-        if (top.Backing is null) throw new ArgumentException($"Image '{top.Name}' does not have a backing file");
-        if (basePath is null) return top.Backing;
+        // qemu-img's words and order: a named base is looked for first (in a chain of one image too).
+        if (basePath is null) return top.Backing ?? throw new ArgumentException("Image does not have a backing file");
         string wanted = ImageOpener.Canonical(basePath);
         for (var layer = top.Backing; layer != null; layer = layer.Backing)
             if (ImageOpener.Canonical(layer.Name) == wanted) return layer;
-        throw new ArgumentException($"'{basePath}' is not in the backing chain of '{top.Name}'");
+        throw new ArgumentException($"Did not find '{basePath}' in the backing chain of '{top.Name}'"); // qemu-img's words
     }
 
     private readonly record struct Piece(long Offset, int Length, bool Zero);

@@ -7,13 +7,21 @@ namespace Qed.Operations;
 /// <param name="MismatchOffset">The 512-byte sector offset of the first difference, or null.</param>
 /// <param name="SizeMismatch">Whether the images differ in size.</param>
 /// <param name="InCommonPart">Whether the difference lies in the range both images have (rather than in the extra part).</param>
-public readonly record struct CompareResult(bool Identical, long? MismatchOffset, bool SizeMismatch, bool InCommonPart = false);
+/// <param name="StatusMismatch">Strict mode only: the images' allocation differs at <paramref name="MismatchOffset"/>
+/// (a byte offset), whatever the content.</param>
+public readonly record struct CompareResult(bool Identical, long? MismatchOffset, bool SizeMismatch, bool InCommonPart = false, bool StatusMismatch = false);
 
 /// <summary>
 /// Compares the guest content of two images as <c>qemu-img compare</c> does: ranges that read as zeroes in both are
 /// skipped without reading, and when the sizes differ the extra part of the larger image must read as zeroes (in
 /// strict mode a size difference alone is a mismatch).
 /// </summary>
+/// <remarks>
+/// Strict mode (qemu-img compare -s) also requires the same block status: at each offset both images must describe
+/// a run of the same length with the same present, zero and data flags. Observed on qemu-img 7.2: a cluster of
+/// written zeroes against a zero cluster, or runs of different length (unallocated 64k-192k against unallocated
+/// 64k-1M), are a mismatch at the run's start although the guest bytes are the same.
+/// </remarks>
 public static class CompareOperation
 {
     private const int ChunkSize = 1 << 20;
@@ -37,6 +45,8 @@ public static class CompareOperation
                 var eb = await AllocationMap.GetExtentAsync(b, offset, common - offset, cancellationToken).ConfigureAwait(false);
                 bool zeroA = ea.Zero && !ea.Data, zeroB = eb.Zero && !eb.Data;
                 long n = Math.Min(ea.Length, eb.Length);
+                if (strict && (ea.Length != eb.Length || ea.Present != eb.Present || ea.Zero != eb.Zero || ea.Data != eb.Data))
+                    return new CompareResult(false, offset, false, InCommonPart: true, StatusMismatch: true);
                 if (zeroA && zeroB)
                 {
                     offset += n;

@@ -24,6 +24,13 @@ public sealed record ConvertOptions
 
     /// <summary>Bytes per chunk copy (a multiple of <see cref="MinSparse"/>).</summary>
     public int ChunkSize { get; init; } = 1 << 20;
+
+    /// <summary>
+    /// qemu-img convert's <c>--salvage</c>: when set, a chunk whose read fails is read again 512 bytes at a time and
+    /// every sector that still fails is copied as zeroes; each failure is reported here (the sector's offset and the
+    /// error) instead of failing the copy. Only I/O errors (<see cref="IOException"/>) are salvaged.
+    /// </summary>
+    public Action<long, IOException>? OnReadError { get; init; }
 }
 
 /// <summary>Progress of a copy: bytes of the source dealt with so far (copied or skipped) out of the total.</summary>
@@ -74,7 +81,7 @@ public static class ConvertOperation
         await Parallel.ForEachAsync(ChunksAsync(source, options.ChunkSize, mode == Mode.SkipZeroes, Advance, cancellationToken), parallel,
             async (chunk, ct) =>
             {
-                await CopyChunkAsync(source, target, chunk, mode, options.MinSparse, ct).ConfigureAwait(false);
+                await CopyChunkAsync(source, target, chunk, mode, options.MinSparse, options.OnReadError, ct).ConfigureAwait(false);
                 Advance(chunk.Length);
             }).ConfigureAwait(false);
         await target.FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -116,7 +123,8 @@ public static class ConvertOperation
         }
     }
 
-    private static async Task CopyChunkAsync(DiskImage source, DiskImage target, Chunk chunk, Mode mode, int minSparse, CancellationToken ct)
+    private static async Task CopyChunkAsync(DiskImage source, DiskImage target, Chunk chunk, Mode mode, int minSparse,
+        Action<long, IOException>? onReadError, CancellationToken ct)
     {
         // Zeroes over a target that already reads as zeroes there (unallocated over a sparse base, zero clusters):
         // nothing to do, and nothing to read; this keeps -B over large sparse images cheap.
@@ -128,7 +136,8 @@ public static class ConvertOperation
         {
             var srcMem = src.AsMemory(0, chunk.Length);
             if (chunk.SourceIsZero) srcMem.Span.Clear(); // the pool's buffers hold stale bytes
-            else await source.ReadAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false);
+            else if (onReadError is null) await source.ReadAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false);
+            else await SalvageReadAsync(source, chunk.Offset, srcMem, onReadError, ct).ConfigureAwait(false);
             Memory<byte> dstMem = default;
             if (dst != null)
             {
@@ -169,6 +178,28 @@ public static class ConvertOperation
     }
 
     /// <summary>Whether the allocation map says [offset, offset+length) of the image reads as zeroes without data.</summary>
+    /// <summary>Reads <paramref name="buffer"/>; if that fails, sector by sector, failed sectors left as zeroes and reported.</summary>
+    private static async ValueTask SalvageReadAsync(DiskImage source, long offset, Memory<byte> buffer, Action<long, IOException> onReadError, CancellationToken ct)
+    {
+        try
+        {
+            await source.ReadAsync(offset, buffer, ct).ConfigureAwait(false);
+            return;
+        }
+        catch (IOException) { }
+        const int Sector = 512;
+        for (int at = 0; at < buffer.Length; at += Sector)
+        {
+            var part = buffer.Slice(at, Math.Min(Sector, buffer.Length - at));
+            try { await source.ReadAsync(offset + at, part, ct).ConfigureAwait(false); }
+            catch (IOException e)
+            {
+                part.Span.Clear();
+                onReadError(offset + at, e);
+            }
+        }
+    }
+
     private static async ValueTask<bool> ReadsAsZeroesAsync(DiskImage image, long offset, long length, CancellationToken ct)
     {
         long end = offset + length;

@@ -174,6 +174,29 @@ public class CommitInteropTests
         Assert.Contains("does not have a backing file", result.StdErr);
     }
 
+    /// <summary>A base that is not in the chain, or no chain at all: qemu-img commit's message and exit code, files untouched.</summary>
+    [Theory]
+    [InlineData("-b", "other.qed", "top.qed")]
+    [InlineData("-b", "nonexist", "top.qed")]
+    [InlineData("-b", "top.qed", "top.qed")]
+    [InlineData("-b", "base.qed", "other.qed")]
+    [InlineData(null, null, "other.qed")]
+    public void MissingBaseSameAsQemuImg(string? flag, string? baseName, string image)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "base.qed", "1M"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "-b", "base.qed", "-F", "qed", "top.qed"));
+        Tool.Ok(dir.QemuImg("create", "-f", "qed", "other.qed", "1M"));
+        Tool.Ok(dir.QemuIo("-c", "write -P 7 0 64k", "top.qed"));
+        string before = dir.Hash("top.qed") + dir.Hash("base.qed") + dir.Hash("other.qed");
+        string[] args = flag is null ? ["commit", image] : ["commit", flag, baseName!, image];
+        var ours = dir.Qed(args);
+        Assert.Equal(before, dir.Hash("top.qed") + dir.Hash("base.qed") + dir.Hash("other.qed"));
+        var theirs = dir.QemuImg(args);
+        Assert.Equal(theirs.ExitCode, ours.ExitCode);
+        Assert.Equal(theirs.StdErr.Replace("qemu-img: ", ""), ours.StdErr.Replace("qed: ", ""));
+    }
+
     /// <summary>Reports synchronously (Progress&lt;T&gt; posts to the thread pool, too late to cancel mid-copy).</summary>
     private sealed class SyncProgress(Action<ConvertProgress> action) : IProgress<ConvertProgress>
     {
