@@ -42,5 +42,9 @@ internal static class ImageArgs
         new("-U", "--force-share") { Description = "Open read-only images shared (qemu-img -U): works beside a writer, whose changes may be seen half made" };
 }
 
-/// <summary>A failure whose message is already the one line to print.</summary>
-internal sealed class CommandException(string message, Exception? inner = null) : Exception(message, inner);
+/// <summary>A failure whose message is already the line (or qemu-img's lines) to print.</summary>
+internal sealed class CommandException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>False where qemu-img ends its message without a newline (create's "Detected format of qed.").</summary>
+    public bool EndsLine { get; init; } = true;
+}
