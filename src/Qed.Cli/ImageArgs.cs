@@ -24,7 +24,8 @@ internal static class ImageArgs
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException or InvalidDataException)
         {
             string message = CliRunner.Describe(e);
-            throw new CommandException(message.StartsWith("Could not open '", StringComparison.Ordinal)
+            // qemu-img names a backing loop without the image opened ("Backing file 'X' creates an infinite loop.").
+            throw new CommandException(message.StartsWith("Could not open '", StringComparison.Ordinal) || e is ImageFormatException { Field: ImageFormatException.BackingLoopField }
                 ? message
                 : $"Could not open '{path}': {message}", e);
         }
