@@ -15,6 +15,28 @@ internal static class CliRunner
     };
 
     /// <summary>
+    /// The name errors start with: as qemu-img, the base name the program was started by (<c>argv[0]</c>, from
+    /// /proc/self/cmdline, since the .NET host hides it), so that <c>qed</c> says "qed: ..." and a link named qemu-img
+    /// says "qemu-img: ..."; "qed" when it cannot be read or is the dotnet host.
+    /// </summary>
+    public static readonly string ProgramName = ReadProgramName();
+
+    private static string ReadProgramName()
+    {
+        try
+        {
+            byte[] cmdline = File.ReadAllBytes("/proc/self/cmdline");
+            int end = Array.IndexOf(cmdline, (byte)0);
+            string name = Path.GetFileName(System.Text.Encoding.UTF8.GetString(cmdline, 0, end < 0 ? cmdline.Length : end));
+            return name is "" or "dotnet" ? "qed" : name;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "qed";
+        }
+    }
+
+    /// <summary>
     /// Attaches <paramref name="body"/> as the command's action with qemu-img style error handling; a failure exits
     /// with <paramref name="errorExitCode"/> (compare uses 2, since 1 means "different").
     /// </summary>
@@ -29,7 +51,9 @@ internal static class CliRunner
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Console.Out.Flush();
-                Console.Error.WriteLine($"qed: {Describe(e)}");
+                // A CommandException is already worded, and may be qemu-img's two lines (an error and its hint).
+                Console.Error.Write($"{ProgramName}: {(e is CommandException ? e.Message : Describe(e))}"
+                    + (e is CommandException { EndsLine: false } ? "" : "\n"));
                 // A lock conflict is two lines, as qemu-img prints it: the error, then which image is in use.
                 if (Find<ImageLockedException>(e) is { } locked) Console.Error.WriteLine(locked.Hint);
                 if (parse.GetValue(DebugOption)) Console.Error.WriteLine(e);

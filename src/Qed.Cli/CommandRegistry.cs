@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Qed.Cli.Commands;
 
 namespace Qed.Cli;
@@ -27,5 +28,28 @@ internal static class CommandRegistry
         yield return DefragCommand.Build();
         yield return CheckCommand.Build();
         yield return ServeCommand.Build();
+    }
+
+    /// <summary>
+    /// What is wrong with the command line, in qemu-img's words, or null: an option no command knows is
+    /// <c>unrecognized option '-Z'</c> (naming that option, not the token after it, which System.CommandLine would
+    /// name after binding <c>-Z</c> as the file name); anything else is the parser's first error. A token after
+    /// <c>--</c>, the value of an option, or a negative size (<c>resize FILE -1G</c>) is not an option.
+    /// </summary>
+    public static string? UsageError(ParseResult parse)
+    {
+        var optionValues = new HashSet<Token>(ReferenceEqualityComparer.Instance);
+        for (CommandResult? result = parse.CommandResult; result != null; result = result.Parent as CommandResult)
+            foreach (var child in result.Children)
+                if (child is OptionResult option)
+                    foreach (var token in option.Tokens) optionValues.Add(token);
+        foreach (var token in parse.Tokens)
+        {
+            if (token.Type == TokenType.DoubleDash) break;
+            if (token.Type == TokenType.Argument && !optionValues.Contains(token) && token.Value.Length > 1 && token.Value[0] == '-'
+                && !char.IsAsciiDigit(token.Value[1]) && token.Value[1] != '.')
+                return $"unrecognized option '{token.Value}'";
+        }
+        return parse.Errors.Count > 0 ? parse.Errors[0].Message : null;
     }
 }

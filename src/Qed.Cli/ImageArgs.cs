@@ -24,7 +24,8 @@ internal static class ImageArgs
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException or InvalidDataException)
         {
             string message = CliRunner.Describe(e);
-            throw new CommandException(message.StartsWith("Could not open '", StringComparison.Ordinal)
+            // qemu-img names a backing loop without the image opened ("Backing file 'X' creates an infinite loop.").
+            throw new CommandException(message.StartsWith("Could not open '", StringComparison.Ordinal) || e is ImageFormatException { Field: ImageFormatException.BackingLoopField }
                 ? message
                 : $"Could not open '{path}': {message}", e);
         }
@@ -42,5 +43,9 @@ internal static class ImageArgs
         new("-U", "--force-share") { Description = "Open read-only images shared (qemu-img -U): works beside a writer, whose changes may be seen half made" };
 }
 
-/// <summary>A failure whose message is already the one line to print.</summary>
-internal sealed class CommandException(string message, Exception? inner = null) : Exception(message, inner);
+/// <summary>A failure whose message is already the line (or qemu-img's lines) to print.</summary>
+internal sealed class CommandException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>False where qemu-img ends its message without a newline (create's "Detected format of qed.").</summary>
+    public bool EndsLine { get; init; } = true;
+}

@@ -26,8 +26,9 @@ internal sealed class OptionList
     public long? TakeSize(string key) =>
         Take(key) is { } text ? (SizeParser.TryParse(text, out long n) ? n : throw new ArgumentException($"Parameter '{key}' expects a size, not '{text}'")) : null;
 
+    /// <summary>qemu-img's refusal of an option the format <paramref name="format"/> does not know (its words name no format).</summary>
     public void ThrowIfAnyLeft(string format)
     {
-        if (_values.Count > 0) throw new ArgumentException($"Invalid parameter '{_values.Keys.First()}' for format {format}");
+        if (_values.Count > 0) throw new ArgumentException($"Invalid parameter '{_values.Keys.First()}'");
     }
 }

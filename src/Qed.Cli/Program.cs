@@ -8,10 +8,11 @@ foreach (var command in CommandRegistry.All()) root.Add(command);
 
 // Response files (@name) are off: image names may start with '@'.
 var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
-if (parse.Errors.Count > 0)
+if (CommandRegistry.UsageError(parse) is { } usage)
 {
-    Console.Error.WriteLine($"qed: {parse.Errors[0].Message}");
-    Console.Error.WriteLine("Try 'qed --help' for more information.");
+    // qemu-img's two lines and exit code for a command line it cannot take.
+    Console.Error.WriteLine($"{CliRunner.ProgramName}: {usage}");
+    Console.Error.WriteLine($"Try '{CliRunner.ProgramName} --help' for more information");
     return 1;
 }
 return await parse.InvokeAsync(new InvocationConfiguration

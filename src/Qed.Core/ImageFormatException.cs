@@ -14,6 +14,9 @@ public class ImageFormatException : Exception
         FileOffset = fileOffset;
     }
 
+    /// <summary>The <see cref="Field"/> of a backing chain that loops (its message names the repeated file, as qemu-img's).</summary>
+    public const string BackingLoopField = "backing_chain_loop";
+
     /// <summary>The header field or table entry at fault, e.g. <c>cluster_size</c> or <c>L2[3][17]</c>.</summary>
     public string? Field { get; }
 

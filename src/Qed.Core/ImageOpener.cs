@@ -43,7 +43,7 @@ internal static class ImageOpener
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            throw new FileNotFoundException($"Could not open backing file '{path}' of '{forImage}': No such file or directory", path, e);
+            throw new FileNotFoundException($"Could not open backing file: Could not open '{path}': No such file or directory", path, e);
         }
         // qemu-img's words: "Could not open 'TOP': Could not open backing file: REASON".
         catch (ImageLockedException e)
@@ -60,7 +60,7 @@ internal static class ImageOpener
     {
         string canonical = Canonical(path);
         if (chain.Contains(canonical))
-            throw new ImageFormatException($"Backing chain loop: '{path}' is its own backing file (through {chain.Count} layer(s))", "backing_filename");
+            throw new ImageFormatException($"Backing file '{path}' creates an infinite loop.", ImageFormatException.BackingLoopField);
         if (chain.Count >= MaxChainDepth)
             throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", "backing_filename");
         chain.Add(canonical);

@@ -41,9 +41,9 @@ public sealed partial class QedImage
     {
         uint cs = options.ClusterSize, ts = options.TableSize;
         if (!QedHeader.IsPowerOfTwoIn(cs, QedHeader.MinClusterSize, QedHeader.MaxClusterSize))
-            throw new ArgumentException($"QED cluster size must be within range [4096, 67108864] and power of 2 (cluster_size={cs})");
+            throw new ArgumentException("QED cluster size must be within range [4096, 67108864] and power of 2");
         if (!QedHeader.IsPowerOfTwoIn(ts, 1, QedHeader.MaxTableSize))
-            throw new ArgumentException($"QED table size must be within range [1, 16] and power of 2 (table_size={ts})");
+            throw new ArgumentException("QED table size must be within range [1, 16] and power of 2");
         if (ts == 1)
             throw new ArgumentException("QED table_size=1 is refused: QEMU creates such images but can never open them; use 2 to 16");
         long max = QedHeader.MaxImageSize(cs, ts);
@@ -52,7 +52,8 @@ public sealed partial class QedImage
         if (size < 0) throw new ArgumentException($"Image size must not be negative (size={size})");
         long rounded = size > long.MaxValue - 511 ? long.MaxValue : (size + 511) & ~511L;
         if (rounded > max)
-            throw new ArgumentException($"QED image size must be a multiple of 512 and at most {max} bytes (size={size})");
+            // qemu-img's words ("non-zero multiple of cluster size" is its wording; it takes any size and rounds up to 512).
+            throw new ArgumentException($"QED image size must be a non-zero multiple of cluster size and less than {max} bytes");
 
         byte[] name = [];
         var features = QedFeatures.None;

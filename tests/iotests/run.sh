@@ -51,11 +51,14 @@ for mode in "${modes[@]}"; do
   rm -rf "$work"
   mkdir -p "$work"
   cp -a "$suite/." "$work/"
+  # qed, as qemu-img, starts its errors with the name it was run by: a link named qemu-img makes them "qemu-img: ...".
+  mkdir -p "$work/bin"
+  ln -s "$qed" "$work/bin/qemu-img"
   case $mode in
     real) img=$(command -v qemu-img); io=$(command -v qemu-io) ;;
-    img) img=$qed; io=$(command -v qemu-io) ;;
+    img) img=$work/bin/qemu-img; io=$(command -v qemu-io) ;;
     io|io-only)
-      img=$qed; [ "$mode" = io-only ] && img=$(command -v qemu-img)
+      img=$work/bin/qemu-img; [ "$mode" = io-only ] && img=$(command -v qemu-img)
       io=$work/qed-io
       printf '#!/bin/sh\nexec %q io "$@"\n' "$qed" >"$io"
       chmod +x "$io" ;;

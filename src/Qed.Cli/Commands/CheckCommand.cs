@@ -45,7 +45,7 @@ internal static class CheckCommand
                 : await QedChecker.CheckFileAsync(path, parse.GetValue(format), mode, ct);
             if (result is null)
             {
-                Console.Error.WriteLine("qed: This image format does not support checks");
+                Console.Error.WriteLine($"{CliRunner.ProgramName}: This image format does not support checks");
                 return NotSupportedExit;
             }
             if (!silent)

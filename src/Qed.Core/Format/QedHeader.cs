@@ -188,5 +188,7 @@ public readonly record struct QedHeader
     }
 
     private static ImageFormatException Invalid(string qemuText, string field, ulong value, int offset, string rule, bool hex = false) =>
-        new($"{qemuText}: {field} = {(hex ? $"0x{value:x}" : value.ToString())} (header offset {offset}) {rule}", field, offset);
+        // The message is qemu's bare words (scripts and QEMU's iotests read them); the field, value and rule are kept in
+        // the inner exception, which --debug prints.
+        new(qemuText, field, offset, new InvalidDataException($"{field} = {(hex ? $"0x{value:x}" : value.ToString())} (header offset {offset}) {rule}"));
 }

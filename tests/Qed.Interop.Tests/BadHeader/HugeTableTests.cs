@@ -52,8 +52,8 @@ public class HugeTableTests
             Assert.True(r.ExitCode == 1, $"{what}: {r}");
             Assert.True(r.StdErr.TrimEnd('\n').Split('\n').Length == 1, $"{what}: not one line: {r}");
             Assert.DoesNotContain("   at ", r.StdErr);
-            Assert.Contains(field, r.StdErr);
-            Assert.Contains(imageSize != 0 ? "QED image size is invalid" : "QED table size is invalid", r.StdErr);
+            // qemu's bare words; the field ({field}) and its rule are in --debug's inner exception.
+            Assert.True(r.StdErr.Contains(imageSize != 0 ? "QED image size is invalid" : "QED table size is invalid", StringComparison.Ordinal), $"{field}: {r}");
         }
         Assert.Equal(before, dir.Hash("huge.qed"));
     }
