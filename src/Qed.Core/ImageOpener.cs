@@ -65,12 +65,13 @@ internal static class ImageOpener
             throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", "backing_filename");
         chain.Add(canonical);
 
-        FileStorage file;
+        IBlockStorage file;
+        string? named;
         try
         {
             var locking = !options.Locking ? FileLockMode.None : options.ForceShare ? FileLockMode.ForceShare : FileLockMode.Default;
-            file = FileStorage.Open(path, !options.ReadOnly, options.Cache, locking);
-            file.InlineReadLimit = options.InlineReadLimit;
+            (file, named) = await ImageNameOpener.OpenAsync(path, options, locking, ct).ConfigureAwait(false);
+            if (file is FileStorage plain) plain.InlineReadLimit = options.InlineReadLimit;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -78,7 +79,7 @@ internal static class ImageOpener
         }
         try
         {
-            string format = options.Format ?? await ProbeAsync(file, ct).ConfigureAwait(false);
+            string format = options.Format ?? named ?? await ProbeAsync(file, ct).ConfigureAwait(false);
             switch (format)
             {
                 case "qed":

@@ -34,7 +34,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
                 break;
         }
         return new ImageInfo(
-            filename,
+            ImageName.Display(filename),
             image.Format,
             image.Size,
             image is RawImage ? null : image.ClusterSize,
