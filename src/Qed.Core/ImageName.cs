@@ -110,6 +110,19 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
 
     private static string Quote(string text) => "\"" + JsonEncodedText.Encode(text, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping) + "\"";
 
+    /// <summary>The host file <paramref name="name"/> stands for: itself when it is a plain path (or cannot be parsed).</summary>
+    public static string HostPathOf(string name)
+    {
+        try
+        {
+            return TryParse(name)?.HostFile ?? name;
+        }
+        catch (ArgumentException)
+        {
+            return name;
+        }
+    }
+
     /// <summary>The name qemu shows for an image opened as <paramref name="name"/>: <see cref="PlainName"/> when there is one.</summary>
     public static string Display(string name)
     {

@@ -33,7 +33,7 @@ internal static class ImageOpener
         try
         {
             string? writable = parent.WritableBacking;
-            bool write = writable != null && Canonical(writable) == Canonical(path);
+            bool write = writable != null && Canonical(writable) == Canonical(ImageName.HostPathOf(path));
             var options = new ImageOpenOptions
             {
                 Format = format, ReadOnly = !write, WritableBacking = write ? null : writable, InlineReadLimit = parent.InlineReadLimit,
