@@ -23,7 +23,12 @@ internal static class ImageOptsArgs
         if (format != null) throw new CommandException("--image-opts and --format are mutually exclusive");
         try
         {
-            return Simplify(ImageName.FromOptions(operand, null));
+            var name = ImageName.FromOptions(operand, null);
+            // qemu-img names the option string first; a plain path opened below would be named alone.
+            string host = name.HostFile;
+            if (!File.Exists(host) && !Directory.Exists(host))
+                throw new CommandException($"Could not open '{operand}': Could not open '{host}': No such file or directory");
+            return Simplify(name);
         }
         catch (ArgumentException e)
         {

@@ -195,7 +195,8 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
         if (child is null && tree.Remove("filename") is string f) return new ImageName("file", f, null, []);
         return child switch
         {
-            string name => TryParse(name) ?? new ImageName("file", name, null, []),
+            // A string child names another node (by device or node name); no other nodes exist here.
+            string name => throw new ArgumentException($"Cannot find device='{name}' nor node-name='{name}'"),
             Tree sub => FromTree(sub, sub.Has("filename") ? "file" : null),
             _ => throw new ArgumentException(driver == "blkdebug"
                 ? "Could not open 'blkdebug:': A block device must be specified for \"image\""

@@ -87,7 +87,7 @@ internal static class ImageOpener
                         (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
                         ct).ConfigureAwait(false);
                 case "raw":
-                    return new RawImage(file, options.ReadOnly, probed: options.Format is null);
+                    return new RawImage(file, options.ReadOnly, probed: options.Format is null && named is null);
                 case "qcow2":
                     return await Qcow2Image.OpenAsync(file, options,
                         (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
