@@ -14,6 +14,30 @@ namespace Qed;
 /// <param name="Errors">blkdebug's <c>inject-error</c> rules; empty for other drivers.</param>
 public sealed record ImageName(string Driver, string? Filename, ImageName? Child, IReadOnlyList<InjectedError> Errors)
 {
+    /// <summary>A quorum node's children; empty for other drivers.</summary>
+    public IReadOnlyList<ImageName> Children { get; init; } = [];
+
+    /// <summary>A quorum node's <c>vote-threshold</c>.</summary>
+    public int VoteThreshold { get; init; }
+
+    /// <summary>
+    /// False when the image's folder cannot be told (a quorum: its children need not share one), so that a relative
+    /// backing name has no actual path (qemu-img info: "cannot determine actual path").
+    /// </summary>
+    public static bool HasFolder(string name)
+    {
+        try
+        {
+            for (ImageName? n = TryParse(name); n != null; n = n.Child)
+                if (n.Driver == "quorum") return false;
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return true;
+        }
+    }
+
     /// <summary>The format drivers this toolkit opens; any other driver that is not a protocol is refused.</summary>
     public static readonly string[] Formats = ["qed", "raw", "qcow2"];
 
@@ -75,7 +99,7 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
     public string? Format => Formats.Contains(Driver) ? Driver : null;
 
     /// <summary>The host file at the bottom of the node chain.</summary>
-    public string HostFile => Filename ?? Child?.HostFile ?? throw new ArgumentException("The 'file' block driver requires a file name");
+    public string HostFile => Filename ?? Child?.HostFile ?? Children.FirstOrDefault()?.HostFile ?? throw new ArgumentException("The 'file' block driver requires a file name");
 
     /// <summary>
     /// The name qemu shows for the image: the host file when nothing but format and file nodes lie between (a relative
@@ -86,7 +110,7 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
         get
         {
             for (ImageName? n = this; n != null; n = n.Child)
-                if (n.Driver is "blkdebug") return null;
+                if (n.Driver is "blkdebug" or "quorum") return null;
             string file = HostFile;
             return !Path.IsPathRooted(file) && file.Contains(':', StringComparison.Ordinal) && !file.StartsWith("./", StringComparison.Ordinal)
                 ? "./" + file : file;
@@ -101,6 +125,8 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
         var parts = Driver == Probe ? [] : new List<string> { $"\"driver\": {Quote(Driver)}" };
         if (Filename != null) parts.Add($"\"filename\": {Quote(Filename)}");
         if (Child != null) parts.Add($"\"{(Driver == "blkdebug" ? "image" : "file")}\": {Child.ToJson()}");
+        if (Driver == "quorum")
+            parts.Add($"\"vote-threshold\": {VoteThreshold}, \"children\": [{string.Join(", ", Children.Select(c => c.ToJson()))}]");
         if (Errors.Count > 0)
             parts.Add("\"inject-error\": [" + string.Join(", ", Errors.Select(e =>
                 $"{{\"event\": \"{e.Event}\", \"errno\": {e.Errno}, \"once\": {(e.Once ? "true" : "false")}"
@@ -146,6 +172,7 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
     public static string ResolveBacking(string imagePath, string backingName)
     {
         if (IsSpecial(backingName) || Path.IsPathRooted(backingName)) return backingName;
+        if (!HasFolder(imagePath)) throw new ImageFormatException("Cannot generate a base directory for quorum nodes", "backing_filename");
         string baseFile = TryParse(imagePath) is { } name ? name.PlainName ?? name.HostFile : imagePath;
         return Path.Combine(Path.GetDirectoryName(baseFile) ?? "", backingName);
     }
@@ -178,6 +205,15 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
                 ImageName image = ChildOf(tree, "image", driver);
                 tree.Refuse(driver);
                 return new ImageName("blkdebug", null, image, errors);
+            case "quorum":
+                string threshold = tree.Text("vote-threshold") ?? throw new ArgumentException("Parameter 'vote-threshold' is missing");
+                if (!int.TryParse(threshold, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int votes))
+                    throw new ArgumentException("Parameter 'vote-threshold' expects a number");
+                var children = tree.Remove("children") is { } kids ? tree.Items(kids).Select(k => FromTree(k, null)).ToList() : [];
+                tree.Allow("blkverify", "rewrite-corrupted", "read-pattern");
+                tree.Refuse(driver);
+                if (children.Count == 0) throw new ArgumentException("Number of provided children must be 1 or more");
+                return new ImageName("quorum", null, null, []) { Children = children, VoteThreshold = votes };
             default:
                 if (!Formats.Contains(driver) && driver != Probe) throw new ArgumentException($"Unknown driver '{driver}'");
                 tree.Allow("read-only", "cache.direct", "cache.no-flush", "discard", "force-share", "auto-read-only", "detect-zeroes",

@@ -54,6 +54,18 @@ internal static class ImageNameOpener
             case "blkdebug":
                 var inner = await OpenNodeAsync(top, node.Child!, options, locking, ct).ConfigureAwait(false);
                 return new FaultInjectingStorage(inner, node.Errors);
+            case "quorum":
+                var children = new List<IBlockStorage>();
+                try
+                {
+                    foreach (var child in node.Children) children.Add(await OpenNodeAsync(top, child, options, locking, ct).ConfigureAwait(false));
+                    return new QuorumStorage(children, node.VoteThreshold);
+                }
+                catch
+                {
+                    foreach (var child in children) child.Dispose();
+                    throw;
+                }
             default:
                 // A format inside a format: its guest contents hold the outer image. Its own backing chain is followed.
                 var image = await ImageOpener.OpenAsync(node.ToJsonName(), options with { Format = node.Driver }, ct).ConfigureAwait(false);

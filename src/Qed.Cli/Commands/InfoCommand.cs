@@ -103,7 +103,8 @@ internal static class InfoCommand
         if (info.BackingFilename != null)
         {
             sb.Append("backing file: ").Append(info.BackingFilename);
-            if (info.FullBackingFilename != info.BackingFilename) sb.Append(" (actual path: ").Append(info.FullBackingFilename).Append(')');
+            if (info.FullBackingFilename is null) sb.Append(" (cannot determine actual path)");
+            else if (info.FullBackingFilename != info.BackingFilename) sb.Append(" (actual path: ").Append(info.FullBackingFilename).Append(')');
             sb.Append('\n');
             if (info.BackingFilenameFormat != null) sb.Append("backing file format: ").Append(info.BackingFilenameFormat).Append('\n');
         }

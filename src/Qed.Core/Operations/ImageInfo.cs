@@ -41,7 +41,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
             image.AllocatedBytes,
             dirty,
             backing,
-            backing is null ? null : QedImage.ResolveBackingPath(filename, backing),
+            backing is null || !ImageName.HasFolder(filename) ? null : QedImage.ResolveBackingPath(filename, backing),
             backingFormat);
     }
 

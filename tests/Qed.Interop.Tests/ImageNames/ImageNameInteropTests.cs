@@ -76,6 +76,24 @@ public class ImageNameInteropTests
         Assert.Contains($"backing file: base.qed (actual path: {dir["base.qed"]})", qed.StdOut);
     }
 
+    [Theory]
+    [InlineData("human")]
+    [InlineData("json")]
+    public void QuorumOfTwoCopiesHasNoActualBackingPath(string output)
+    {
+        // As iotest 110: a quorum's children need not share a folder, so a relative backing name cannot be resolved.
+        using var dir = Images();
+        File.Copy(dir["top.qed"], dir["copy.qed"]);
+        string name = "json:{'driver':'qed','file':{'driver':'quorum','vote-threshold':1,'children':[" +
+                      "{'driver':'file','filename':'top.qed'},{'driver':'file','filename':'copy.qed'}]}}";
+        static string NoImageLine(ToolResult r) =>
+            Regex.Replace(Same(r), "^(image: .*|    \"filename\": .*)$", "image: X", RegexOptions.Multiline);
+        var qed = dir.Qed("info", "--output", output, name);
+        Assert.Equal(NoImageLine(dir.QemuImg("info", "--output", output, name)), NoImageLine(qed));
+        if (output == "human") Assert.Contains("backing file: base.qed (cannot determine actual path)", qed.StdOut);
+        Assert.Equal(Same(dir.QemuIo("-c", "read -P 7 0 64k", name)), Same(dir.Qed("io", "-c", "read -P 7 0 64k", name)));
+    }
+
     [Fact]
     public void FileProtocolPrefixAllowsColonsInNames()
     {
