@@ -27,6 +27,7 @@ internal static class ImageCreation
     /// </summary>
     public static async Task WriteNewFileAsync(string path, Func<IBlockStorage, Task> write)
     {
+        path = ImageName.HostPathOf(path); // file:NAME creates NAME
         var file = FileStorage.Create(path);
         try
         {

@@ -33,7 +33,7 @@ internal static class ImageOpener
         try
         {
             string? writable = parent.WritableBacking;
-            bool write = writable != null && Canonical(writable) == Canonical(path);
+            bool write = writable != null && Canonical(writable) == Canonical(ImageName.HostPathOf(path));
             var options = new ImageOpenOptions
             {
                 Format = format, ReadOnly = !write, WritableBacking = write ? null : writable, InlineReadLimit = parent.InlineReadLimit,
@@ -65,12 +65,13 @@ internal static class ImageOpener
             throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", "backing_filename");
         chain.Add(canonical);
 
-        FileStorage file;
+        IBlockStorage file;
+        string? named;
         try
         {
             var locking = !options.Locking ? FileLockMode.None : options.ForceShare ? FileLockMode.ForceShare : FileLockMode.Default;
-            file = FileStorage.Open(path, !options.ReadOnly, options.Cache, locking);
-            file.InlineReadLimit = options.InlineReadLimit;
+            (file, named) = await ImageNameOpener.OpenAsync(path, options, locking, ct).ConfigureAwait(false);
+            if (file is FileStorage plain) plain.InlineReadLimit = options.InlineReadLimit;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -78,7 +79,7 @@ internal static class ImageOpener
         }
         try
         {
-            string format = options.Format ?? await ProbeAsync(file, ct).ConfigureAwait(false);
+            string format = options.Format ?? named ?? await ProbeAsync(file, ct).ConfigureAwait(false);
             switch (format)
             {
                 case "qed":
@@ -86,7 +87,7 @@ internal static class ImageOpener
                         (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
                         ct).ConfigureAwait(false);
                 case "raw":
-                    return new RawImage(file, options.ReadOnly, probed: options.Format is null);
+                    return new RawImage(file, options.ReadOnly, probed: options.Format is null && named is null);
                 case "qcow2":
                     return await Qcow2Image.OpenAsync(file, options,
                         (name, backingFormat, token) => OpenBackingLayerAsync(Qcow2Image.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),

@@ -33,8 +33,7 @@ public sealed partial class QedImage
     }
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
-    public static string ResolveBackingPath(string imagePath, string backingName) =>
-        Path.IsPathRooted(backingName) ? backingName : Path.Combine(Path.GetDirectoryName(imagePath) ?? "", backingName);
+    public static string ResolveBackingPath(string imagePath, string backingName) => ImageName.ResolveBacking(imagePath, backingName);
 
     /// <summary>Validates the options and builds the header; refuses geometries QEMU 7.2 creates but cannot open.</summary>
     internal static (QedHeader Header, byte[] BackingName) PlanLayout(QedCreateOptions options, long size)

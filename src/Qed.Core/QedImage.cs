@@ -100,7 +100,7 @@ public sealed partial class QedImage : DiskImage
     public bool IsDirty => _header.NeedsCheck;
 
     /// <inheritdoc />
-    public override long? AllocatedBytes => (_file as FileStorage)?.AllocatedBytes;
+    public override long? AllocatedBytes => Qed.Storage.HostSize.Of(_file);
 
     /// <summary>The storage under the image, for tools such as check.</summary>
     internal IBlockStorage Storage => _file;

@@ -14,13 +14,14 @@ internal static class InfoCommand
         var chain = new Option<bool>("--backing-chain") { Description = "Describe every image of the backing chain" };
         var forceShare = ImageArgs.ForceShareOption();
         var file = new Argument<string>("FILE");
-        var command = new Command("info", "Show an image's size, format, backing file and dirty state") { format, output, chain, forceShare, file };
+        var imageOpts = ImageOptsArgs.Option();
+        var command = new Command("info", "Show an image's size, format, backing file and dirty state") { format, output, chain, forceShare, imageOpts, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string path = parse.GetValue(file)!;
+            var (path, fmt) = ImageOptsArgs.Resolve(parse.GetValue(file)!, parse.GetValue(imageOpts), parse.GetValue(format));
             bool withChain = parse.GetValue(chain);
             // Like qemu-img, info on one image does not need its backing file: it still works when that is missing.
-            await using var image = await OpenAsync(path, parse.GetValue(format), withChain, parse.GetValue(forceShare), ct);
+            await using var image = await OpenAsync(path, fmt, withChain, parse.GetValue(forceShare), ct);
             var layers = withChain ? ImageInfo.DescribeChain(image, path) : [ImageInfo.Describe(image, path)];
             bool json = OutputOption.IsJson(parse, output);
             var text = new StringBuilder();
@@ -102,7 +103,8 @@ internal static class InfoCommand
         if (info.BackingFilename != null)
         {
             sb.Append("backing file: ").Append(info.BackingFilename);
-            if (info.FullBackingFilename != info.BackingFilename) sb.Append(" (actual path: ").Append(info.FullBackingFilename).Append(')');
+            if (info.FullBackingFilename is null) sb.Append(" (cannot determine actual path)");
+            else if (info.FullBackingFilename != info.BackingFilename) sb.Append(" (actual path: ").Append(info.FullBackingFilename).Append(')');
             sb.Append('\n');
             if (info.BackingFilenameFormat != null) sb.Append("backing file format: ").Append(info.BackingFilenameFormat).Append('\n');
         }

@@ -24,34 +24,13 @@ internal sealed record IoOpenSpec(string Target, string? Format, bool ReadOnly, 
     /// </summary>
     public static (string Path, string? Format) FromOptions(string options, string? format)
     {
-        string? path = null;
-        foreach (string pair in SplitOptions(options))
+        try
         {
-            int eq = pair.IndexOf('=', StringComparison.Ordinal);
-            string key = eq < 0 ? pair : pair[..eq], value = eq < 0 ? "" : pair[(eq + 1)..];
-            switch (key)
-            {
-                case "driver": format = value; break;
-                case "file.filename" or "filename": path = value; break;
-                case "file.driver" when value == "file": break;
-                case "file" when eq > 0: path = value; break;
-                case "read-only" or "cache.direct" or "cache.no-flush" or "discard" or "file.locking" or "force-share": break;
-                default:
-                    throw new CommandException($"Block format '{format ?? "qed"}' does not support the option '{key}'");
-            }
+            return ImageOptsArgs.Simplify(ImageName.FromOptions(options, format));
         }
-        return (path ?? throw new CommandException("The 'file' block driver requires a file name"), format);
-    }
-
-    private static IEnumerable<string> SplitOptions(string options)
-    {
-        var current = new System.Text.StringBuilder();
-        for (int i = 0; i < options.Length; i++)
+        catch (ArgumentException e)
         {
-            if (options[i] == ',' && i + 1 < options.Length && options[i + 1] == ',') { current.Append(','); i++; }
-            else if (options[i] == ',') { yield return current.ToString(); current.Clear(); }
-            else current.Append(options[i]);
+            throw new CommandException(e.Message, e);
         }
-        if (current.Length > 0) yield return current.ToString();
     }
 }

@@ -34,14 +34,14 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
                 break;
         }
         return new ImageInfo(
-            filename,
+            ImageName.Display(filename),
             image.Format,
             image.Size,
             image is RawImage ? null : image.ClusterSize,
             image.AllocatedBytes,
             dirty,
             backing,
-            backing is null ? null : QedImage.ResolveBackingPath(filename, backing),
+            backing is null || !ImageName.HasFolder(filename) ? null : QedImage.ResolveBackingPath(filename, backing),
             backingFormat);
     }
 

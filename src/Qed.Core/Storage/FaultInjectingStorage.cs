@@ -1,0 +1,72 @@
+namespace Qed.Storage;
+
+/// <summary>
+/// QEMU's blkdebug node: passes every call to the storage under it, except that reads and writes matching an
+/// <see cref="InjectedError"/> rule fail with an <see cref="IOException"/> carrying the rule's errno text (a rule with
+/// <c>once</c> is spent by its first failure). Zeroing counts as a write.
+/// </summary>
+public sealed class FaultInjectingStorage(IBlockStorage inner, IEnumerable<InjectedError> rules) : IBlockStorage
+{
+    private readonly List<InjectedError> _rules = [.. rules];
+    private readonly Lock _lock = new();
+
+    /// <inheritdoc/>
+    public string Name => inner.Name;
+    /// <inheritdoc/>
+    public bool CanWrite => inner.CanWrite;
+    /// <inheritdoc/>
+    public long Length => inner.Length;
+
+    /// <inheritdoc/>
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        Check(write: false, offset, buffer.Length);
+        return inner.ReadAsync(offset, buffer, cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        Check(write: true, offset, data.Length);
+        return inner.WriteAsync(offset, data, cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask ZeroRangeAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        Check(write: true, offset, length);
+        return inner.ZeroRangeAsync(offset, length, cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+    /// <inheritdoc/>
+    public ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default) => inner.SetLengthAsync(length, cancellationToken);
+    /// <inheritdoc/>
+    public ValueTask GrowAsync(long length, CancellationToken cancellationToken = default) => inner.GrowAsync(length, cancellationToken);
+    /// <inheritdoc/>
+    public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken cancellationToken = default) =>
+        inner.GetAllocationAsync(offset, maxLength, cancellationToken);
+    /// <inheritdoc/>
+    public ValueTask DisposeAsync() => inner.DisposeAsync();
+    /// <inheritdoc/>
+    public void Dispose() => inner.Dispose();
+
+    /// <summary>Throws the first matching rule's error (and spends it when it is a <c>once</c> rule).</summary>
+    private void Check(bool write, long offset, long length)
+    {
+        InjectedError? hit = null;
+        lock (_lock)
+        {
+            foreach (var rule in _rules)
+            {
+                if (rule.OnWrite != write) continue;
+                if (rule.Sector is { } s && (s * 512 >= offset + length || s * 512 + 512 <= offset)) continue;
+                hit = rule;
+                break;
+            }
+            if (hit is { Once: true }) _rules.Remove(hit);
+        }
+        if (hit != null) throw new IOException(hit.Message, hit.Errno);
+    }
+}
