@@ -16,7 +16,8 @@ internal static class ImageCreator
         bool unsafeBacking, CancellationToken ct, Action<string>? announce = null)
     {
         string head = $"Formatting '{path}', fmt={format}";
-        string backingPart = (backing != null ? $" backing_file={backing}" : "") + (backingFormat != null ? $" backing_fmt={backingFormat}" : "");
+        // Option values are printed as qemu-img's option syntax writes them: a comma doubled.
+        string backingPart = (backing != null ? $" backing_file={backing.Replace(",", ",,")}" : "") + (backingFormat != null ? $" backing_fmt={backingFormat}" : "");
         switch (format)
         {
             case "qed":

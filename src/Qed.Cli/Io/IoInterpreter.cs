@@ -69,9 +69,10 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
             // qemu-io prints the open's reason after "can't open device X: ", without the "Could not open 'X': " that
             // qemu-img (and ImageArgs) put first; only a missing file's reason keeps it, as in qemu-io.
             string prefix = $"Could not open '{path}': ";
-            string reason = e.Message.StartsWith(prefix, StringComparison.Ordinal) && e.InnerException is not FileNotFoundException
-                ? e.Message[prefix.Length..]
-                : e.Message;
+            bool strip = e.Message.StartsWith(prefix, StringComparison.Ordinal)
+                && (e.InnerException is not FileNotFoundException
+                    || e.Message.AsSpan(prefix.Length).StartsWith("Could not open backing file: ", StringComparison.Ordinal));
+            string reason = strip ? e.Message[prefix.Length..] : e.Message;
             ErrorReport($"can't open device {path}: {reason}");
             if (CliRunner.Find<ImageLockedException>(e) is { } locked) Stderr(locked.Hint);
             return false;

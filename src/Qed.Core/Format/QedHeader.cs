@@ -153,15 +153,21 @@ public readonly record struct QedHeader
             throw Invalid("QED image size is invalid", "image_size", ImageSize, ImageSizeOffset,
                 $"must be a multiple of 512 and at most {max}");
 
-        if (HeaderSize == 0 || HeaderSize > uint.MaxValue / ClusterSize)
+        // A header of 0 clusters is refused (QEMU opens it); a header too large for the file is reported as an L1
+        // table inside the header, as QEMU words it, before the header's own upper bound.
+        if (HeaderSize == 0)
             throw Invalid("QED header size is invalid", "header_size", HeaderSize, HeaderSizeOffset,
                 $"must be from 1 to {uint.MaxValue / ClusterSize} clusters");
 
         long clusters = fileLength / ClusterSize; // a trailing partial cluster does not count
         if (!IsValidTableOffset(L1TableOffset, clusters))
             throw Invalid("QED table offset is invalid", "l1_table_offset", L1TableOffset, L1TableOffsetOffset,
-                $"must be cluster aligned, past the header and hold {TableSize} clusters inside the file of {fileLength} bytes",
+                $"must be cluster aligned, past the {HeaderSize}-cluster header and hold {TableSize} clusters inside the file of {fileLength} bytes",
                 hex: true);
+
+        if (HeaderSize > uint.MaxValue / ClusterSize)
+            throw Invalid("QED header size is invalid", "header_size", HeaderSize, HeaderSizeOffset,
+                $"must be from 1 to {uint.MaxValue / ClusterSize} clusters");
 
         if ((Features & QedFeatures.BackingFile) != 0)
         {

@@ -17,6 +17,8 @@ public class CreateOutputTests
     [InlineData("-f qed -o backing_file=base.raw,backing_fmt=raw x.qed 3G")]
     [InlineData("-f qed -o backing_fmt=qed x.qed 1M")]
     [InlineData("-f qed -u -b missing.qed -F qed x.qed 1M")]
+    [InlineData("-f qed -u -b a,b.raw -F raw x.qed 1M")] // a comma in an option value is printed doubled
+    [InlineData("-f qcow2 -u -b a,b.raw -F raw x.qcow2 1M")]
     [InlineData("-q -f qed x.qed 1M")]
     [InlineData("-f raw x.raw 1M")]
     [InlineData("x.raw 1M")]
