@@ -16,16 +16,16 @@ internal static class AmendCommand
         var options = new Option<string[]>("-o") { Description = "Options to change: backing_file=, backing_fmt=" };
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var file = new Argument<string>("FILE");
-        var command = new Command("amend", "Change format options of an image in place") { format, options, quiet, file };
+        var imageOpts = ImageOptsArgs.Option();
+        var command = new Command("amend", "Change format options of an image in place") { format, options, quiet, imageOpts, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string path = parse.GetValue(file)!;
+            var (path, fmt) = ImageOptsArgs.Resolve(parse.GetValue(file)!, parse.GetValue(imageOpts), parse.GetValue(format));
             var given = parse.GetValue(options) ?? [];
             if (given.Length == 0) throw new CommandException("Expecting one image file name and -o options");
             var opts = OptionList.Parse(given);
             string? name = opts.Take("backing_file");
             string? backingFormat = opts.Take("backing_fmt");
-            string? fmt = parse.GetValue(format);
             await using (var image = await ImageArgs.OpenAsync(path, fmt, readOnly: true, noBacking: true, ct: ct))
             {
                 if (image.Format != "qed")

@@ -22,11 +22,12 @@ internal static class CheckCommand
         var output = new Option<string>("--output") { Description = "Output format: human or json", DefaultValueFactory = _ => "human" };
         var quiet = new Option<bool>("-q") { Description = "Quiet: print nothing, only set the exit status" };
         var forceShare = ImageArgs.ForceShareOption();
+        var imageOpts = ImageOptsArgs.Option();
         var file = new Argument<string>("FILE");
-        var command = new Command("check", "Check an image for consistency, and optionally repair it") { format, repair, output, quiet, forceShare, file };
+        var command = new Command("check", "Check an image for consistency, and optionally repair it") { format, repair, output, quiet, forceShare, imageOpts, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string path = parse.GetValue(file)!;
+            var (path, fmt) = ImageOptsArgs.Resolve(parse.GetValue(file)!, parse.GetValue(imageOpts), parse.GetValue(format));
             var mode = parse.GetValue(repair) switch
             {
                 null => CheckRepair.None,
@@ -41,8 +42,8 @@ internal static class CheckCommand
 
             ImageArgs.CheckForceShare(path, mode == CheckRepair.None, parse.GetValue(forceShare));
             var result = parse.GetValue(forceShare)
-                ? await CheckSharedAsync(path, parse.GetValue(format), ct)
-                : await QedChecker.CheckFileAsync(path, parse.GetValue(format), mode, ct);
+                ? await CheckSharedAsync(path, fmt, ct)
+                : await QedChecker.CheckFileAsync(path, fmt, mode, ct);
             if (result is null)
             {
                 Console.Error.WriteLine($"{CliRunner.ProgramName}: This image format does not support checks");
@@ -51,7 +52,7 @@ internal static class CheckCommand
             if (!silent)
             {
                 foreach (string message in result.Messages) Console.Error.WriteLine(message);
-                Console.Out.Write(json ? Json(result, path) : Human(result, mode != CheckRepair.None));
+                Console.Out.Write(json ? Json(result, parse.GetValue(file)!) : Human(result, mode != CheckRepair.None));
             }
             return ExitCode(result);
         });

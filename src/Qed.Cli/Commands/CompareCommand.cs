@@ -17,14 +17,18 @@ internal static class CompareCommand
         var quiet = new Option<bool>("-q") { Description = "Quiet: only the exit code tells" };
         var forceShare = ImageArgs.ForceShareOption();
         var progress = new Option<bool>("-p") { Description = "Accepted for qemu-img compatibility" };
+        var imageOpts = ImageOptsArgs.Option();
         var a = new Argument<string>("A");
         var b = new Argument<string>("B");
-        var command = new Command("compare", "Check whether two images have the same guest content") { formatA, formatB, strict, quiet, forceShare, progress, a, b };
+        var command = new Command("compare", "Check whether two images have the same guest content") { formatA, formatB, strict, quiet, forceShare, progress, imageOpts, a, b };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string pathA = parse.GetValue(a)!, pathB = parse.GetValue(b)!;
-            await using var imageA = await ImageArgs.OpenAsync(pathA, parse.GetValue(formatA), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
-            await using var imageB = await ImageArgs.OpenAsync(pathB, parse.GetValue(formatB), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+            // --image-opts makes both operands option strings, as in qemu-img.
+            bool opts = parse.GetValue(imageOpts);
+            var (pathA, fmtA) = ImageOptsArgs.Resolve(parse.GetValue(a)!, opts, parse.GetValue(formatA));
+            var (pathB, fmtB) = ImageOptsArgs.Resolve(parse.GetValue(b)!, opts, parse.GetValue(formatB));
+            await using var imageA = await ImageArgs.OpenAsync(pathA, fmtA, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+            await using var imageB = await ImageArgs.OpenAsync(pathB, fmtB, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
             bool isStrict = parse.GetValue(strict);
             var result = await CompareOperation.CompareAsync(imageA, imageB, isStrict, ct);
             var say = parse.GetValue(quiet) ? TextWriter.Null : Console.Out;

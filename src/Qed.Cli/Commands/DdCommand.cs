@@ -27,7 +27,8 @@ internal static class DdCommand
         var outFormat = new Option<string>("-O") { Description = "Target format (qed, qcow2, raw)", DefaultValueFactory = _ => "raw" };
         var forceShare = ImageArgs.ForceShareOption();
         var operands = new Argument<string[]>("OPERAND") { Description = "bs=BYTES count=BLOCKS if=INPUT of=OUTPUT skip=BLOCKS", Arity = ArgumentArity.ZeroOrMore };
-        var command = new Command("dd", "Copy an image into a new image, block by block, as dd(1)") { format, outFormat, forceShare, operands };
+        var imageOpts = ImageOptsArgs.Option();
+        var command = new Command("dd", "Copy an image into a new image, block by block, as dd(1)") { format, outFormat, forceShare, imageOpts, operands };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             long bs = 512, count = -1, skip = 0;
@@ -58,7 +59,9 @@ internal static class DdCommand
             string targetFormat = parse.GetValue(outFormat)!;
             if (targetFormat is not ("qed" or "raw" or "qcow2")) throw new CommandException("Unknown file format");
 
-            await using var source = await ImageArgs.OpenAsync(input, parse.GetValue(format), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+            // --image-opts makes if= an option string, as in qemu-img.
+            var (inputPath, inputFormat) = ImageOptsArgs.Resolve(input, parse.GetValue(imageOpts), parse.GetValue(format));
+            await using var source = await ImageArgs.OpenAsync(inputPath, inputFormat, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
             long end = source.Size;
             if (count >= 0 && count <= long.MaxValue / bs && count * bs < end) end = count * bs;
             long start = skip > long.MaxValue / bs ? long.MaxValue : skip * bs;

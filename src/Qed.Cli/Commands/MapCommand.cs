@@ -14,12 +14,13 @@ internal static class MapCommand
         var start = new Option<string?>("--start-offset", "-s") { Description = "First guest offset to map (suffixes k, M, G allowed)" };
         var maxLength = new Option<string?>("--max-length", "-l") { Description = "Bytes to map at most" };
         var forceShare = ImageArgs.ForceShareOption();
+        var imageOpts = ImageOptsArgs.Option();
         var file = new Argument<string>("FILE");
-        var command = new Command("map", "Show which ranges hold data, zeroes or backing data, and where") { format, output, start, maxLength, forceShare, file };
+        var command = new Command("map", "Show which ranges hold data, zeroes or backing data, and where") { format, output, start, maxLength, forceShare, imageOpts, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string path = parse.GetValue(file)!;
-            await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+            var (path, fmt) = ImageOptsArgs.Resolve(parse.GetValue(file)!, parse.GetValue(imageOpts), parse.GetValue(format));
+            await using var image = await ImageArgs.OpenAsync(path, fmt, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
             long offset = parse.GetValue(start) is { } s ? ParseSize("--start-offset", s) : 0;
             long length = image.Size - Math.Min(offset, image.Size);
             if (parse.GetValue(maxLength) is { } l) length = Math.Min(length, ParseSize("--max-length", l));

@@ -17,8 +17,9 @@ internal static class MeasureCommand
         var size = new Option<string?>("--size") { Description = "Measure a new image of this size" };
         var format = new Option<string?>("-f") { Description = "Format of FILE (probed if omitted)" };
         var forceShare = ImageArgs.ForceShareOption();
+        var imageOpts = ImageOptsArgs.Option();
         var file = new Argument<string?>("FILE") { Arity = ArgumentArity.ZeroOrOne };
-        var command = new Command("measure", "Compute the file size an image needs in a format") { output, outFormat, options, size, format, forceShare, file };
+        var command = new Command("measure", "Compute the file size an image needs in a format") { output, outFormat, options, size, format, forceShare, imageOpts, file };
         CliRunner.SetAction(command, async (parse, ct) =>
         {
             string target = parse.GetValue(outFormat)!;
@@ -42,7 +43,8 @@ internal static class MeasureCommand
             }
             else
             {
-                await using var image = await ImageArgs.OpenAsync(path!, parse.GetValue(format), readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+                var (open, fmt) = ImageOptsArgs.Resolve(path!, parse.GetValue(imageOpts), parse.GetValue(format));
+                await using var image = await ImageArgs.OpenAsync(open, fmt, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
                 result = await MeasureOperation.ForImageAsync(image, measure, ct);
             }
             if (OutputOption.IsJson(parse, output))

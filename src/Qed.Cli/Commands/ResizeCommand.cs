@@ -15,11 +15,12 @@ internal static class ResizeCommand
         var file = new Argument<string>("FILE");
         // "-1G" looks like an option to the parser, so the size is taken from the unmatched tokens too.
         var size = new Argument<string?>("SIZE") { Arity = ArgumentArity.ZeroOrOne, Description = "New size, or +SIZE / -SIZE relative to the current one" };
-        var command = new Command("resize", "Change the virtual size of an image") { format, shrink, quiet, prealloc, file, size };
+        var imageOpts = ImageOptsArgs.Option();
+        var command = new Command("resize", "Change the virtual size of an image") { format, shrink, quiet, prealloc, imageOpts, file, size };
         command.TreatUnmatchedTokensAsErrors = false;
         CliRunner.SetAction(command, async (parse, ct) =>
         {
-            string path = parse.GetValue(file)!;
+            var (path, fmt) = ImageOptsArgs.Resolve(parse.GetValue(file)!, parse.GetValue(imageOpts), parse.GetValue(format));
             string? text = parse.GetValue(size) ?? parse.UnmatchedTokens.FirstOrDefault();
             if (text is null) throw new CommandException("Expecting image file name and size");
             if (parse.UnmatchedTokens.Count > (parse.GetValue(size) is null ? 1 : 0))
@@ -31,11 +32,11 @@ internal static class ResizeCommand
             long newSize = bytes;
             if (sign != 0)
             {
-                await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: true, noBacking: true, ct: ct);
+                await using var image = await ImageArgs.OpenAsync(path, fmt, readOnly: true, noBacking: true, ct: ct);
                 newSize = image.Size + sign * bytes;
                 if (newSize < 0) throw new CommandException($"New image size {newSize} would be negative");
             }
-            await ResizeOperation.ResizeAsync(path, parse.GetValue(format), newSize, parse.GetValue(shrink), ct);
+            await ResizeOperation.ResizeAsync(path, fmt, newSize, parse.GetValue(shrink), ct);
             if (!parse.GetValue(quiet)) Console.WriteLine("Image resized.");
             return 0;
         });

@@ -55,6 +55,33 @@ public class ImageNameInteropTests
             Same(dir.Qed("info", "--backing-chain", "--image-opts", options)));
     }
 
+    /// <summary>
+    /// Every qemu-img command that takes --image-opts takes it in qed too, with the same output and exit code; each
+    /// tool runs in its own fresh folder (resize and amend change the image) and the images must end up equal.
+    /// </summary>
+    [Theory]
+    [InlineData("map --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("map --output=json --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("check --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("check --output=json --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("compare --image-opts driver=qed,file.filename=top.qed driver=qed,file.filename=base.qed")]
+    [InlineData("compare --image-opts driver=qed,file.filename=top.qed driver=raw,file.filename=top.qed")]
+    [InlineData("measure -O qcow2 --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("resize --image-opts driver=qed,file.filename=top.qed 2M")]
+    [InlineData("dd --image-opts if=driver=qed,file.filename=top.qed of=out.raw bs=64k count=2")]
+    [InlineData("map -f qed --image-opts driver=qed,file.filename=top.qed")]
+    [InlineData("check --image-opts driver=qed,file.filename=missing.qed")]
+    public void CommandsTakingImageOptsMatchQemuImg(string arguments)
+    {
+        string[] args = arguments.Split(' ');
+        using var theirs = Images();
+        using var ours = Images();
+        var expected = theirs.QemuImg(args);
+        var actual = ours.Qed(args);
+        Assert.Equal(Same(expected).Replace(theirs.Path, "DIR"), Same(actual).Replace(ours.Path, "DIR"));
+        Assert.Equal(0, ours.QemuImg("compare", ours["top.qed"], theirs["top.qed"]).ExitCode);
+    }
+
     [Fact]
     public void ImageOptsBesideAFormatIsRefusedAsQemuImgDoes()
     {
