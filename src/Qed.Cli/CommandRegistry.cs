@@ -48,7 +48,10 @@ internal static class CommandRegistry
             if (token.Type == TokenType.DoubleDash) break;
             if (token.Type == TokenType.Argument && !optionValues.Contains(token) && token.Value.Length > 1 && token.Value[0] == '-'
                 && !char.IsAsciiDigit(token.Value[1]) && token.Value[1] != '.')
-                return $"unrecognized option '{token.Value}'";
+                // qemu-io words an unknown short option as getopt does; qemu-img (and a long option) as here.
+                return parse.CommandResult.Command.Name == "io" && token.Value[1] != '-'
+                    ? $"invalid option -- '{token.Value[1]}'"
+                    : $"unrecognized option '{token.Value}'";
         }
         return parse.Errors.Count > 0 ? parse.Errors[0].Message : null;
     }
