@@ -69,7 +69,8 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
         }
         catch (JsonException e)
         {
-            throw new ArgumentException($"Could not parse the JSON options: JSON parse error, {e.Message}", e);
+            string text = name["json:".Length..];
+            throw new ArgumentException($"Could not parse the JSON options: {JsonSyntaxError.Describe(text) ?? "JSON parse error, " + e.Message}", e);
         }
         if (root.ValueKind != JsonValueKind.Object) throw new ArgumentException("Invalid JSON object given");
         return FromTree(Tree.FromJson(root), null);

@@ -73,7 +73,8 @@ internal sealed partial class IoInterpreter(TextWriter output, TextWriter error)
                 && (e.InnerException is not FileNotFoundException
                     || e.Message.AsSpan(prefix.Length).StartsWith("Could not open backing file: ", StringComparison.Ordinal));
             string reason = strip ? e.Message[prefix.Length..] : e.Message;
-            ErrorReport($"can't open device {path}: {reason}");
+            // An option string names no device: qemu-io then says only "can't open: ".
+            ErrorReport(spec.ImageOpts ? $"can't open: {reason}" : $"can't open device {path}: {reason}");
             if (CliRunner.Find<ImageLockedException>(e) is { } locked) Stderr(locked.Hint);
             return false;
         }

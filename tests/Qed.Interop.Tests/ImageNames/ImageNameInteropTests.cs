@@ -82,6 +82,25 @@ public class ImageNameInteropTests
         Assert.Equal(0, ours.QemuImg("compare", ours["top.qed"], theirs["top.qed"]).ExitCode);
     }
 
+    /// <summary>A json: name that is not JSON is refused in qemu-img's words for each kind of syntax error.</summary>
+    [Theory]
+    [InlineData("json:{")]
+    [InlineData("json:{\"driver\":\"qed\"")]
+    [InlineData("json:{x}")]
+    [InlineData("json:{\"a\":}")]
+    [InlineData("json:{\"a\" 1}")]
+    [InlineData("json:{\"a\":1,}")]
+    [InlineData("json:")]
+    [InlineData("json:{\"a\":tru}")]
+    [InlineData("json:{\"a\":\"b}")]
+    [InlineData("json:{\"a\":1}}")]
+    [InlineData("json:[1,2")]
+    public void MalformedJsonNameIsWordedAsQemuImgWordsIt(string name)
+    {
+        using var dir = Images();
+        Assert.Equal(Same(dir.QemuImg("info", name)), Same(dir.Qed("info", name)));
+    }
+
     [Fact]
     public void ImageOptsBesideAFormatIsRefusedAsQemuImgDoes()
     {

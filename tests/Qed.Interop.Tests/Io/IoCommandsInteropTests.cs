@@ -96,6 +96,21 @@ public class IoCommandsInteropTests
         Tool.Ok(dir.QemuIo("-f", "qed", "-c", "read -P 3 0 4k", "a.qed"));
     }
 
+    /// <summary>An option string that cannot be opened is reported as qemu-io reports it ("can't open: REASON").</summary>
+    [Theory]
+    [InlineData("driver=qed,file.filename=nope.qed")]
+    [InlineData("driver=qed")]
+    [InlineData("driver=qed,file.filename=a.qed,foo=1")]
+    public void ImageOptsThatCannotBeOpenedAreReportedAsQemuIoReportsThem(string options)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-q", "-f", "qed", "a.qed", "1M"));
+        var theirs = dir.QemuIo("--image-opts", "-c", "read 0 1", options);
+        var ours = dir.Qed("io", "--image-opts", "-c", "read 0 1", options);
+        Assert.Equal(theirs.StdErr, ours.StdErr); // qed io names itself qemu-io, as scripts and the iotests expect
+        Assert.Equal(theirs.ExitCode, ours.ExitCode);
+    }
+
     private static string WithoutTimings(string output) =>
         string.Join('\n', output.Split('\n').Where(line => !line.Contains(" ops; ")));
 }
