@@ -28,34 +28,11 @@ public class MutationTests(ITestOutputHelper output)
         int baseSeed = int.TryParse(Environment.GetEnvironmentVariable("QED_MUTATION_SEED"), out int s) ? s : 1;
         byte[][] bases = [await SampleImages.TwoTablesAsync(), await SampleImages.TwoTablesAsync(backingName: true), await SampleImages.DefaultGeometryAsync()];
         var clock = Stopwatch.StartNew();
-        var unexpected = new List<string>();
-        long opened = 0, formatErrors = 0, refusedWrites = 0;
-        var gate = new Lock();
-        await Parallel.ForEachAsync(Enumerable.Range(0, iterations), new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            async (i, _) =>
-            {
-                int seed = unchecked(baseSeed * 1_000_003 + i);
-                var outcome = new MutantOutcome($"seed {seed}");
-                try
-                {
-                    await RunOneAsync(bases, seed, outcome).WaitAsync(Limit);
-                }
-                catch (TimeoutException)
-                {
-                    outcome.Unexpected.Add($"seed {seed}: no answer within {Limit.TotalSeconds} s (hang)");
-                }
-                lock (gate)
-                {
-                    if (outcome.Opened) opened++;
-                    formatErrors += outcome.FormatErrors;
-                    refusedWrites += outcome.RefusedWrites;
-                    unexpected.AddRange(outcome.Unexpected);
-                }
-            });
-        string summary = $"mutated images: {iterations} (seed {baseSeed}) in {clock.Elapsed.TotalSeconds:F1} s; opened {opened}, format errors {formatErrors}, refused writes {refusedWrites}, unexpected {unexpected.Count}";
+        var tally = await MutantRunner.RunAsync(iterations, baseSeed, Limit, (seed, outcome) => RunOneAsync(bases, seed, outcome));
+        string summary = $"mutated images: {iterations} (seed {baseSeed}) in {clock.Elapsed.TotalSeconds:F1} s; opened {tally.Opened}, format errors {tally.FormatErrors}, refused writes {tally.RefusedWrites}, unexpected {tally.Unexpected.Count}";
         output.WriteLine(summary);
         Console.WriteLine(summary);
-        Assert.True(unexpected.Count == 0, summary + "\n" + string.Join("\n", unexpected.Take(20)));
+        Assert.True(tally.Unexpected.Count == 0, summary + "\n" + string.Join("\n", tally.Unexpected.Take(20)));
     }
 
     /// <summary>Mutates one image and runs every operation on it; records what failed how.</summary>

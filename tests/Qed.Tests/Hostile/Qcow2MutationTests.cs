@@ -48,38 +48,13 @@ public class Qcow2MutationTests(ITestOutputHelper output)
             await MakeAsync("v2-4k-backing", 2, 4096, 8L << 20, [0, 64 << 10, 4L << 20], zeroAt: 6L << 20, backing: true),
         ];
         var clock = Stopwatch.StartNew();
-        var unexpected = new List<string>();
-        long opened = 0, formatErrors = 0, refusedWrites = 0, unsupported = 0, measured = 0;
-        var gate = new Lock();
-        await Parallel.ForEachAsync(Enumerable.Range(0, iterations), new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount },
-            async (i, _) =>
-            {
-                int seed = unchecked(baseSeed * 1_000_003 + i);
-                var outcome = new MutantOutcome($"seed {seed}");
-                try
-                {
-                    await RunOneAsync(samples, seed, outcome).WaitAsync(Limit);
-                }
-                catch (TimeoutException)
-                {
-                    outcome.Unexpected.Add($"seed {seed}: no answer within {Limit.TotalSeconds} s (hang)");
-                }
-                lock (gate)
-                {
-                    if (outcome.Opened) opened++;
-                    if (outcome.Measured) measured++;
-                    formatErrors += outcome.FormatErrors;
-                    refusedWrites += outcome.RefusedWrites;
-                    unsupported += outcome.Unsupported;
-                    unexpected.AddRange(outcome.Unexpected);
-                }
-            });
-        string summary = $"mutated qcow2 images: {iterations} (seed {baseSeed}) in {clock.Elapsed.TotalSeconds:F1} s; opened {opened}, " +
-            $"format errors {formatErrors}, refused writes {refusedWrites}, unsupported {unsupported}, opens measured {measured}, unexpected {unexpected.Count}";
+        var tally = await MutantRunner.RunAsync(iterations, baseSeed, Limit, (seed, outcome) => RunOneAsync(samples, seed, outcome));
+        string summary = $"mutated qcow2 images: {iterations} (seed {baseSeed}) in {clock.Elapsed.TotalSeconds:F1} s; opened {tally.Opened}, " +
+            $"format errors {tally.FormatErrors}, refused writes {tally.RefusedWrites}, unsupported {tally.Unsupported}, opens measured {tally.Measured}, unexpected {tally.Unexpected.Count}";
         output.WriteLine(summary);
         Console.WriteLine(summary);
-        Assert.True(unexpected.Count == 0, summary + "\n" + string.Join("\n", unexpected.Take(20)));
-        Assert.True(measured > iterations / 2, $"only {measured} of {iterations} opens ran on one thread, so memory went unmeasured");
+        Assert.True(tally.Unexpected.Count == 0, summary + "\n" + string.Join("\n", tally.Unexpected.Take(20)));
+        Assert.True(tally.Measured > iterations / 2, $"only {tally.Measured} of {iterations} opens ran on one thread, so memory went unmeasured");
     }
 
     /// <summary>Creates an image through the library and writes one pattern per offset (plus a zeroed megabyte and a discard).</summary>
