@@ -35,8 +35,8 @@ public interface IBlockStorage : IAsyncDisposable, IDisposable
     /// that cannot reserve just sets the length.
     /// </summary>
     /// <remarks>
-    /// The growth contract, which callers rely on: the call does its work before it returns, so the task it returns
-    /// has already completed (or failed), and a caller may wait on it synchronously while holding a lock (the QED
+    /// The growth contract, which callers rely on: the call does its work before it returns (it throws, or returns a
+    /// task already completed or faulted), so a caller may wait on it synchronously while holding a lock (the QED
     /// allocator grows the file under its allocation lock). It may block on the host (an fallocate waits for a
     /// buffered write in progress) but never waits for another call on this storage to complete, so it cannot
     /// deadlock against requests the lock holder is waiting for. It is safe alongside reads and writes of other
