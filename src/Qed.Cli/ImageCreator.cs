@@ -80,7 +80,7 @@ internal static class ImageCreator
                 if (backing != null) throw new CommandException("Backing file not supported for file format 'raw'");
                 announce?.Invoke($"{head}{SizePart(size)}" + (rawPrealloc != null ? $" preallocation={rawPrealloc}" : ""));
                 if (rawPrealloc is not (null or "off")) throw new CommandException($"Unsupported preallocation mode '{rawPrealloc}' (only off)");
-                await Formats.RawImage.CreateAsync(path, size.Value, ct);
+                await Formats.Raw.RawImage.CreateAsync(path, size.Value, ct);
                 break;
             default:
                 throw new CommandException($"Unknown file format '{format}'");

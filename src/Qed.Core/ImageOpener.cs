@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using Qed.Format;
-using Qed.Formats;
 using Qed.Formats.Qcow2;
+using Qed.Formats.Raw;
 using Qed.Storage;
 
 namespace Qed;
@@ -71,7 +71,7 @@ internal static class ImageOpener
         {
             var locking = !options.Locking ? FileLockMode.None : options.ForceShare ? FileLockMode.ForceShare : FileLockMode.Default;
             (file, named) = await ImageNameOpener.OpenAsync(path, options, locking, ct).ConfigureAwait(false);
-            if (file is FileStorage plain) plain.InlineReadLimit = options.InlineReadLimit;
+            file.SetInlineReadLimit(options.InlineReadLimit);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {

@@ -67,7 +67,7 @@ internal static class IoText
         ArgumentOutOfRangeException => "Input/output error", // QEMU refuses requests past the end with EIO
         NotSupportedException => "Operation not supported",
         ImageNeedsCheckException => CliRunner.Describe(e), // names the corruption met, not a permission
-        Formats.ProbedRawWriteException => CliRunner.Describe(e), // qemu-io: "Operation not permitted"; ours adds why
+        Formats.Raw.ProbedRawWriteException => CliRunner.Describe(e), // qemu-io: "Operation not permitted"; ours adds why
         InvalidOperationException or UnauthorizedAccessException => "Permission denied",
         _ => CliRunner.Describe(e),
     };

@@ -1,4 +1,4 @@
-using Qed.Formats;
+using Qed.Formats.Raw;
 
 namespace Qed.Operations;
 

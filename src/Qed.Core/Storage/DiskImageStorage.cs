@@ -3,7 +3,9 @@ namespace Qed.Storage;
 /// <summary>
 /// A disk image's guest contents used as the file of another image (QEMU's nested formats, e.g. a QED image stored
 /// inside another QED image). Its length is the image's virtual size, which cannot change: growing past it fails as
-/// writing past a fixed-size device does. Owns the image: disposing this disposes it.
+/// writing past a fixed-size device does. Owns the image: disposing this disposes it. Its host size is the image's (as
+/// qemu-img shows for a nested format); a completed write is not promised durable (the image may hold metadata for a
+/// flush), and the inline-read limit was given to the image's own files when it was opened.
 /// </summary>
 public sealed class DiskImageStorage(DiskImage image) : IBlockStorage
 {
@@ -37,6 +39,9 @@ public sealed class DiskImageStorage(DiskImage image) : IBlockStorage
         var extent = await image.GetLayerExtentAsync(offset, maxLength, cancellationToken).ConfigureAwait(false);
         return (extent.Kind == ExtentKind.Data, Math.Max(1, extent.Length));
     }
+
+    /// <summary>The image's bytes on the host (its <see cref="DiskImage.AllocatedBytes"/>), or null when it cannot tell.</summary>
+    public long? AllocatedBytes => image.AllocatedBytes;
 
     /// <inheritdoc/>
     public ValueTask DisposeAsync() => image.DisposeAsync();

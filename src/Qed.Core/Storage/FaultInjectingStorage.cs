@@ -3,7 +3,9 @@ namespace Qed.Storage;
 /// <summary>
 /// QEMU's blkdebug node: passes every call to the storage under it, except that reads and writes matching an
 /// <see cref="InjectedError"/> rule fail with an <see cref="IOException"/> carrying the rule's errno text (a rule with
-/// <c>once</c> is spent by its first failure). Zeroing counts as a write.
+/// <c>once</c> is spent by its first failure). Zeroing counts as a write. Capabilities are those of the storage under
+/// it (a completed write is durable if it is there), except <see cref="AllocatedBytes"/>, which qemu-img does not
+/// report through blkdebug.
 /// </summary>
 public sealed class FaultInjectingStorage(IBlockStorage inner, IEnumerable<InjectedError> rules) : IBlockStorage
 {
@@ -47,6 +49,12 @@ public sealed class FaultInjectingStorage(IBlockStorage inner, IEnumerable<Injec
     /// <inheritdoc/>
     public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken cancellationToken = default) =>
         inner.GetAllocationAsync(offset, maxLength, cancellationToken);
+    /// <inheritdoc/>
+    public bool WritesAreDurable => inner.WritesAreDurable;
+    /// <summary>Null, whatever is under it: qemu-img info prints "disk size: unavailable" for an image on a blkdebug node.</summary>
+    public long? AllocatedBytes => null;
+    /// <inheritdoc/>
+    public void SetInlineReadLimit(long bytes) => inner.SetInlineReadLimit(bytes);
     /// <inheritdoc/>
     public ValueTask DisposeAsync() => inner.DisposeAsync();
     /// <inheritdoc/>

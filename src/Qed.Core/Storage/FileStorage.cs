@@ -68,6 +68,10 @@ public sealed class FileStorage : IBlockStorage
     /// <summary>The cache mode the file was opened with.</summary>
     public CacheMode Cache => _cache;
 
+    /// <inheritdoc />
+    /// <remarks>True under cache=writethrough and directsync, whose writable handles are O_DSYNC.</remarks>
+    public bool WritesAreDurable => _cache is CacheMode.WriteThrough or CacheMode.DirectSync;
+
     /// <summary>
     /// Opens a file to write a new image into, creating it if absent, with the locks qemu-img create takes (write and
     /// resize; resize not shared), so a file another opener uses is refused before it is touched. An existing file is
@@ -146,6 +150,9 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <inheritdoc />
+    long? IBlockStorage.AllocatedBytes => AllocatedBytes;
+
+    /// <inheritdoc />
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (_direct != null && DirectIO.IsAligned(offset, buffer.Length)) return DirectReadAsync(offset, buffer, cancellationToken);
@@ -157,10 +164,14 @@ public sealed class FileStorage : IBlockStorage
 
     /// <summary>
     /// Buffered reads up to this size are first tried from the page cache on the calling thread (preadv2 with
-    /// RWF_NOWAIT); larger ones, and any that would block, go to the thread pool. See
-    /// <see cref="ImageOpenOptions.InlineReadLimit"/>.
+    /// RWF_NOWAIT); larger ones, and any that would block, go to the thread pool. Set by
+    /// <see cref="SetInlineReadLimit"/>; see <see cref="ImageOpenOptions.InlineReadLimit"/>.
     /// </summary>
-    public long InlineReadLimit { get; set; } = DefaultInlineReadLimit;
+    public long InlineReadLimit { get; private set; } = DefaultInlineReadLimit;
+
+    /// <inheritdoc />
+    /// <remarks>Zero or less: every buffered read goes to the thread pool.</remarks>
+    public void SetInlineReadLimit(long bytes) => InlineReadLimit = bytes;
 
     private ValueTask BufferedReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {

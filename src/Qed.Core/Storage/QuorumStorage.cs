@@ -3,6 +3,7 @@ namespace Qed.Storage;
 /// <summary>
 /// QEMU's quorum node: every write goes to all children; a read is answered by the contents that at least
 /// <c>vote-threshold</c> children return alike (else it fails with EIO). The children are owned: disposed with this.
+/// Capabilities combine the children's: a write is durable only if it is on every child, growing grows each.
 /// </summary>
 public sealed class QuorumStorage : IBlockStorage
 {
@@ -31,11 +32,20 @@ public sealed class QuorumStorage : IBlockStorage
             long sum = 0;
             foreach (var child in _children)
             {
-                if (HostSize.Of(child) is not { } size) return null;
+                if (child.AllocatedBytes is not { } size) return null;
                 sum += size;
             }
             return sum;
         }
+    }
+
+    /// <summary>Whether every child's completed writes are durable: a write completes only when all children's have.</summary>
+    public bool WritesAreDurable => _children.All(c => c.WritesAreDurable);
+
+    /// <inheritdoc/>
+    public void SetInlineReadLimit(long bytes)
+    {
+        foreach (var child in _children) child.SetInlineReadLimit(bytes);
     }
 
     /// <inheritdoc/>
@@ -88,6 +98,13 @@ public sealed class QuorumStorage : IBlockStorage
     public async ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default)
     {
         foreach (var child in _children) await child.SetLengthAsync(length, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Each child grows in turn under the same contract, so this too has completed when it returns.</remarks>
+    public async ValueTask GrowAsync(long length, CancellationToken cancellationToken = default)
+    {
+        foreach (var child in _children) await child.GrowAsync(length, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>

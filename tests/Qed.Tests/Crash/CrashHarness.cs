@@ -1,5 +1,5 @@
 using Qed.Check;
-using Qed.Formats;
+using Qed.Formats.Raw;
 using Qed.Storage;
 
 namespace Qed.Tests.Crash;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Qed.Check;
-using Qed.Formats;
+using Qed.Formats.Raw;
 using Qed.Storage;
 using Xunit.Abstractions;
 

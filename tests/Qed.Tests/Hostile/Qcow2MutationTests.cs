@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
-using Qed.Formats;
 using Qed.Formats.Qcow2;
+using Qed.Formats.Raw;
 using Qed.Storage;
 using Xunit.Abstractions;
 

@@ -1,4 +1,4 @@
-using Qed.Formats;
+using Qed.Formats.Raw;
 using Qed.Operations;
 using Qed.Storage;
 

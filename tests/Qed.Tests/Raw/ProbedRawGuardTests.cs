@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using Qed.Formats;
+using Qed.Formats.Raw;
 using Qed.Storage;
 
 namespace Qed.Tests.Raw;

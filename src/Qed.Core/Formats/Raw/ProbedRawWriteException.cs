@@ -1,4 +1,4 @@
-namespace Qed.Formats;
+namespace Qed.Formats.Raw;
 
 /// <summary>
 /// A write refused on a raw image whose format was probed (<see cref="RawImage.IsProbed"/>): it would have left a QED

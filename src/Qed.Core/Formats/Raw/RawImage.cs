@@ -3,7 +3,7 @@ using Qed.Format;
 using Qed.Formats.Qcow2;
 using Qed.Storage;
 
-namespace Qed.Formats;
+namespace Qed.Formats.Raw;
 
 /// <summary>A raw image: guest offset = file offset, size = file length. Holes in the file read as zeroes.</summary>
 public sealed class RawImage : DiskImage
@@ -71,7 +71,7 @@ public sealed class RawImage : DiskImage
     /// <inheritdoc />
     public override int ClusterSize => 4096;
     /// <inheritdoc />
-    public override long? AllocatedBytes => Qed.Storage.HostSize.Of(_file);
+    public override long? AllocatedBytes => _file.AllocatedBytes;
 
     /// <inheritdoc />
     public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
