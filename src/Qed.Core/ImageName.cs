@@ -131,7 +131,8 @@ public sealed record ImageName(string Driver, string? Filename, ImageName? Child
         if (Errors.Count > 0)
             parts.Add("\"inject-error\": [" + string.Join(", ", Errors.Select(e =>
                 $"{{\"event\": \"{e.Event}\", \"errno\": {e.Errno}, \"once\": {(e.Once ? "true" : "false")}"
-                + (e.Sector is { } s ? $", \"sector\": {s}" : "") + "}")) + "]");
+                + (e.Sector is { } s ? $", \"sector\": {s}" : "")
+                + (e.IoType is { } t ? $", \"iotype\": \"{InjectedError.IoTypeName(t)}\"" : "") + "}")) + "]");
         return "{" + string.Join(", ", parts) + "}";
     }
 

@@ -35,8 +35,16 @@ internal static class ImageNameOpener
         {
             throw new ImageFormatException(e.Message, inner: e);
         }
-        return (await OpenNodeAsync(path, storage, options, locking, ct).ConfigureAwait(false), name.Format);
+        return (await OpenNodeAsync(path, storage, options, locking, ct).ConfigureAwait(false), name.Format ?? FilterFormat(name));
     }
+
+    /// <summary>
+    /// A blkdebug node over a format node is a filter: its guest contents are the image's as they are, so it is read as
+    /// raw, never probed (qemu-img shows its format as "blkdebug" and probes nothing; a probe here would read sector 0
+    /// through the rules, and data that starts with a magic would be taken for a header).
+    /// </summary>
+    private static string? FilterFormat(ImageName name) =>
+        name.Driver == "blkdebug" && name.Child is { Format: not null } ? "raw" : null;
 
     private static async Task<IBlockStorage> OpenNodeAsync(string top, ImageName node, ImageOpenOptions options, FileLockMode locking, CancellationToken ct)
     {

@@ -98,11 +98,21 @@ internal static class ConvertCommand
             try
             {
                 await using var target = await ImageArgs.OpenAsync(dstPath, targetFormat, readOnly: false, ct: ct, cache: cacheMode);
-                // qemu-img's warning for each sector --salvage gives up on: "warning: error while reading offset N: reason".
-                Action<long, IOException>? onReadError = parse.GetValue(salvage)
-                    ? (at, e) => Console.Error.WriteLine($"qed: warning: error while reading offset {at}: {CliRunner.Describe(e)}")
+                // qemu-img's warnings for each sector --salvage gives up on, its read or its allocation query (observed
+                // on qemu-img 7.2): "warning: error while reading offset N: reason" and "warning: error while reading
+                // block status at offset N: reason".
+                bool salvaging = parse.GetValue(salvage);
+                Action<long, IOException>? onReadError = salvaging
+                    ? (at, e) => Console.Error.WriteLine($"{CliRunner.ProgramName}: warning: error while reading offset {at}: {CliRunner.Describe(e)}")
                     : null;
-                var copy = new ConvertOptions { TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight, OnReadError = onReadError };
+                Action<long, IOException>? onStatusError = salvaging
+                    ? (at, e) => Console.Error.WriteLine($"{CliRunner.ProgramName}: warning: error while reading block status at offset {at}: {CliRunner.Describe(e)}")
+                    : null;
+                var copy = new ConvertOptions
+                {
+                    TargetIsZeroed = create || zeroed, MinSparse = minSparse, Parallelism = inFlight,
+                    OnReadError = onReadError, OnBlockStatusError = onStatusError,
+                };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
                     ConvertOperation.CopyAsync(source, target, copy,
                         Relay.Of(progress), ct));

@@ -22,15 +22,31 @@ public sealed record ConvertOptions
     /// <summary>Chunk copies kept in flight at once.</summary>
     public int Parallelism { get; init; } = 8;
 
-    /// <summary>Bytes per chunk copy (a multiple of <see cref="MinSparse"/>).</summary>
-    public int ChunkSize { get; init; } = 1 << 20;
+    /// <summary>
+    /// Bytes per chunk copy (a multiple of <see cref="MinSparse"/>). The default, 2 MiB, is qemu-img's request size
+    /// (observed: its read errors name offsets at 2 MiB steps inside a data run), so that a failed read names the
+    /// offset qemu-img names.
+    /// </summary>
+    public int ChunkSize { get; init; } = 2 << 20;
 
     /// <summary>
-    /// qemu-img convert's <c>--salvage</c>: when set, a chunk whose read fails is read again 512 bytes at a time and
-    /// every sector that still fails is copied as zeroes; each failure is reported here (the sector's offset and the
-    /// error) instead of failing the copy. Only I/O errors (<see cref="IOException"/>) are salvaged.
+    /// qemu-img convert's <c>--salvage</c> for data: when set, a chunk whose read fails is read again 512 bytes at a
+    /// time and every sector that still fails is copied as zeroes; each failure is reported here (the sector's offset
+    /// and the error) instead of failing the copy. Only I/O errors (<see cref="IOException"/>) are salvaged.
     /// </summary>
     public Action<long, IOException>? OnReadError { get; init; }
+
+    /// <summary>
+    /// qemu-img convert's <c>--salvage</c> for allocation queries: when set, a query of the source's allocation that
+    /// fails is narrowed down to the 512-byte sectors whose query fails; each is reported here (its offset and the
+    /// error) and copied as data, so it comes out right if it can be read. As qemu-img does (it first counts what it
+    /// will copy), the whole source is queried once before the copy and again during it, so each such sector is
+    /// reported twice. Only I/O errors (<see cref="IOException"/>) are salvaged.
+    /// </summary>
+    public Action<long, IOException>? OnBlockStatusError { get; init; }
+
+    /// <summary>Whether either salvage callback is set: then chunks are copied one at a time, in order.</summary>
+    internal bool Salvage => OnReadError != null || OnBlockStatusError != null;
 }
 
 /// <summary>Progress of a copy: bytes of the source dealt with so far (copied or skipped) out of the total.</summary>
@@ -41,8 +57,15 @@ public readonly record struct ConvertProgress(long BytesDone, long TotalBytes);
 /// <summary>
 /// Copies the guest content of one image into another of any format (qemu-img convert's data phase). Only what is
 /// needed is written: ranges the source's allocation map reports as zero are skipped, all-zero blocks inside data are
-/// detected and skipped too, so the target stays sparse. Several chunks are copied concurrently.
+/// detected and skipped too, so the target stays sparse. Several chunks are copied concurrently, except when salvaging:
+/// then one at a time, so that failures are reported in offset order (an allocation query's failure before the read
+/// of the same sector), as qemu-img prints them.
 /// </summary>
+/// <remarks>
+/// An I/O error that is not salvaged fails the copy with an <see cref="IOException"/> in qemu-img's words, naming
+/// where: "error while reading block status at offset N: ..." (N the start of the failed allocation query) or
+/// "error while reading at byte N: ..." (N the start of the failed chunk read), the original error as its inner one.
+/// </remarks>
 public static class ConvertOperation
 {
     private enum BlockAction { Skip, Data, Zero }
@@ -56,6 +79,7 @@ public static class ConvertOperation
     /// flushes the target.
     /// </summary>
     /// <exception cref="ArgumentException">The target is smaller than the source, or the options are invalid.</exception>
+    /// <exception cref="IOException">A read of the source or its allocation failed and is not salvaged (see remarks).</exception>
     public static async Task CopyAsync(DiskImage source, DiskImage target, ConvertOptions? options = null,
         IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -77,13 +101,31 @@ public static class ConvertOperation
         var mode = options.MinSparse == 0 ? Mode.WriteAll
             : options.TargetIsZeroed && target.Backing is null ? Mode.SkipZeroes
             : Mode.WriteDifferences;
-        var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = cancellationToken };
-        await Parallel.ForEachAsync(ChunksAsync(source, options.ChunkSize, mode == Mode.SkipZeroes, Advance, cancellationToken), parallel,
-            async (chunk, ct) =>
+        var onStatusError = options.OnBlockStatusError;
+        if (onStatusError != null)
+        {
+            // qemu-img's first pass (counting what it will copy): the same queries, so the same failures, reported.
+            for (long at = 0; at < source.Size;)
+                at += (await GetExtentAsync(source, at, onStatusError, cancellationToken).ConfigureAwait(false)).Length;
+        }
+        var chunks = ChunksAsync(source, options.ChunkSize, mode == Mode.SkipZeroes, Advance, onStatusError, cancellationToken);
+        if (options.Salvage)
+        {
+            await foreach (var chunk in chunks.ConfigureAwait(false))
+            {
+                await CopyChunkAsync(source, target, chunk, mode, options.MinSparse, options.OnReadError, cancellationToken).ConfigureAwait(false);
+                Advance(chunk.Length);
+            }
+        }
+        else
+        {
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = cancellationToken };
+            await Parallel.ForEachAsync(chunks, parallel, async (chunk, ct) =>
             {
                 await CopyChunkAsync(source, target, chunk, mode, options.MinSparse, options.OnReadError, ct).ConfigureAwait(false);
                 Advance(chunk.Length);
             }).ConfigureAwait(false);
+        }
         await target.FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -100,12 +142,18 @@ public static class ConvertOperation
         return null;
     }
 
-    /// <summary>The source split at chunk boundaries; zero ranges are left out when the target needs nothing there.</summary>
+    /// <summary>
+    /// The source split at chunk boundaries; zero ranges are left out when the target needs nothing there. Each run is
+    /// queried only after the chunks before it are taken, so that with salvage a failure is reported where it lies in
+    /// the copy (runs are not merged, which would query ahead).
+    /// </summary>
     private static async IAsyncEnumerable<Chunk> ChunksAsync(DiskImage source, int chunkSize, bool skipZeroes, Action<long> skipped,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        Action<long, IOException>? onStatusError, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        await foreach (var extent in AllocationMap.EnumerateAsync(source, 0, source.Size, ct).ConfigureAwait(false))
+        for (long at = 0; at < source.Size;)
         {
+            var extent = await GetExtentAsync(source, at, onStatusError, ct).ConfigureAwait(false);
+            at += extent.Length;
             bool zero = extent.Zero && !extent.Data;
             if (zero && skipZeroes)
             {
@@ -136,7 +184,11 @@ public static class ConvertOperation
         {
             var srcMem = src.AsMemory(0, chunk.Length);
             if (chunk.SourceIsZero) srcMem.Span.Clear(); // the pool's buffers hold stale bytes
-            else if (onReadError is null) await source.ReadAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false);
+            else if (onReadError is null)
+            {
+                try { await source.ReadAsync(chunk.Offset, srcMem, ct).ConfigureAwait(false); }
+                catch (IOException e) { throw new IOException($"error while reading at byte {chunk.Offset}: {e.Message}", e); }
+            }
             else await SalvageReadAsync(source, chunk.Offset, srcMem, onReadError, ct).ConfigureAwait(false);
             Memory<byte> dstMem = default;
             if (dst != null)
@@ -177,7 +229,37 @@ public static class ConvertOperation
         }
     }
 
-    /// <summary>Whether the allocation map says [offset, offset+length) of the image reads as zeroes without data.</summary>
+    /// <summary>
+    /// The source's run at <paramref name="offset"/> (to the end at most). A failed query fails the copy in qemu-img's
+    /// words, unless salvaging: then it is narrowed (halved, on sector boundaries) until it succeeds or covers one
+    /// sector, which is reported and taken as data.
+    /// </summary>
+    private static async ValueTask<ChainExtent> GetExtentAsync(DiskImage source, long offset, Action<long, IOException>? onStatusError, CancellationToken ct)
+    {
+        long length = source.Size - offset;
+        while (true)
+        {
+            try
+            {
+                return await AllocationMap.GetExtentAsync(source, offset, length, ct).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                if (onStatusError is null) throw new IOException($"error while reading block status at offset {offset}: {e.Message}", e);
+                long sectorEnd = (offset / SectorSize + 1) * SectorSize;
+                if (offset + length <= sectorEnd)
+                {
+                    onStatusError(offset, e);
+                    return new ChainExtent(offset, length, 0, true, false, true, -1, source);
+                }
+                length = Math.Max(sectorEnd, (offset + length / 2) / SectorSize * SectorSize) - offset;
+            }
+        }
+    }
+
+    /// <summary>The unit --salvage retries reads and allocation queries in (observed on qemu-img 7.2).</summary>
+    private const int SectorSize = 512;
+
     /// <summary>Reads <paramref name="buffer"/>; if that fails, sector by sector, failed sectors left as zeroes and reported.</summary>
     private static async ValueTask SalvageReadAsync(DiskImage source, long offset, Memory<byte> buffer, Action<long, IOException> onReadError, CancellationToken ct)
     {
@@ -187,10 +269,9 @@ public static class ConvertOperation
             return;
         }
         catch (IOException) { }
-        const int Sector = 512;
-        for (int at = 0; at < buffer.Length; at += Sector)
+        for (int at = 0; at < buffer.Length; at += SectorSize)
         {
-            var part = buffer.Slice(at, Math.Min(Sector, buffer.Length - at));
+            var part = buffer.Slice(at, Math.Min(SectorSize, buffer.Length - at));
             try { await source.ReadAsync(offset + at, part, ct).ConfigureAwait(false); }
             catch (IOException e)
             {
@@ -200,6 +281,7 @@ public static class ConvertOperation
         }
     }
 
+    /// <summary>Whether the allocation map says [offset, offset+length) of the image reads as zeroes without data.</summary>
     private static async ValueTask<bool> ReadsAsZeroesAsync(DiskImage image, long offset, long length, CancellationToken ct)
     {
         long end = offset + length;
