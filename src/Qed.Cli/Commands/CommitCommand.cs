@@ -28,9 +28,17 @@ internal static class CommitCommand
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Committing", progress =>
                     CommitOperation.CommitAsync(path, parse.GetValue(format), options, Relay.Of(progress), ct));
             }
+            catch (CommitCopyException e)
+            {
+                // qemu-img's words for any failure of the copy itself (its commit runs as a block job), exit 1.
+                throw new CommandException($"Block job failed: {CliRunner.Describe(e.InnerException!)}", e);
+            }
             catch (Exception e) when (e is ImageFormatException or IOException)
             {
-                throw new CommandException(CliRunner.Describe(e).StartsWith("Could not", StringComparison.Ordinal) ? CliRunner.Describe(e) : $"Could not commit '{path}': {CliRunner.Describe(e)}", e);
+                string message = CliRunner.Describe(e);
+                // As qemu-img: a backing file that cannot be opened is reported under the image that names it.
+                if (message.StartsWith("Could not open backing file", StringComparison.Ordinal)) message = $"Could not open '{path}': {message}";
+                throw new CommandException(message.StartsWith("Could not", StringComparison.Ordinal) ? message : $"Could not commit '{path}': {message}", e);
             }
             if (!parse.GetValue(quiet)) Console.WriteLine("Image committed.");
             return 0;

@@ -19,7 +19,7 @@ internal static class RebaseCommand
         var quiet = new Option<bool>("-q") { Description = "Quiet" };
         var cache = new Option<string?>("-t") { Description = "Accepted for qemu-img compatibility" };
         var sourceCache = new Option<string?>("-T") { Description = "Accepted for qemu-img compatibility" };
-        var forceShare = new Option<bool>("-U") { Description = "Accepted for qemu-img compatibility (open backing files even while another process writes them)" };
+        var forceShare = new Option<bool>("-U", "--force-share") { Description = "Open the new backing file shared, even while another process writes it (as qemu-img, only that file)" };
         var file = new Argument<string>("FILE");
         var command = new Command("rebase", "Change the backing file of an image") { format, unsafeMode, backing, backingFormat, showProgress, quiet, cache, sourceCache, forceShare, file };
         CliRunner.SetAction(command, async (parse, ct) =>
@@ -38,7 +38,8 @@ internal static class RebaseCommand
             try
             {
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Rebasing", progress =>
-                    RebaseOperation.RebaseAsync(path, parse.GetValue(format), b, bf, safe: !parse.GetValue(unsafeMode), Relay.Of(progress), ct));
+                    RebaseOperation.RebaseAsync(path, parse.GetValue(format), b, bf, safe: !parse.GetValue(unsafeMode),
+                        forceShare: parse.GetValue(forceShare), Relay.Of(progress), ct));
             }
             catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException)
             {

@@ -32,6 +32,7 @@ public static class CommitOperation
     /// <summary>Commits the image at <paramref name="path"/> into its backing file (or <see cref="CommitOptions.Base"/>).</summary>
     /// <returns>The path of the base that received the data.</returns>
     /// <exception cref="ArgumentException">The image has no backing file, or the base is not in its chain.</exception>
+    /// <exception cref="CommitCopyException">Reading the chain or writing the base failed during the copy (the image is unchanged).</exception>
     public static async Task<string> CommitAsync(string path, string? format, CommitOptions? options = null,
         IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -41,6 +42,7 @@ public static class CommitOperation
         string baseFormat;
         long topSize, baseSize;
         bool baseIsBacking;
+        int baseDepth = 0;
         await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, cancellationToken).ConfigureAwait(false))
         {
             format = top.Format;
@@ -50,6 +52,7 @@ public static class CommitOperation
             topSize = top.Size;
             baseSize = layer.Size;
             baseIsBacking = layer == top.Backing;
+            for (var l = top; l != layer; l = l.Backing!) baseDepth++;
         }
         if (baseSize < topSize)
             await ResizeOperation.ResizeAsync(basePath, baseFormat, topSize, allowShrink: false, cancellationToken).ConfigureAwait(false);
@@ -57,12 +60,20 @@ public static class CommitOperation
         await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, WritableBacking = basePath },
             cancellationToken).ConfigureAwait(false))
         {
-            var baseImage = FindBase(top, basePath);
-            int baseDepth = 0;
-            for (var l = top; l != baseImage; l = l.Backing!) baseDepth++;
+            // The same layer, by depth: the chain is the one just looked at (the base now opened for writing).
+            var baseImage = top;
+            for (int i = 0; i < baseDepth; i++) baseImage = baseImage.Backing ?? throw new InvalidOperationException($"The backing chain of '{path}' changed during the commit");
             if (baseImage.IsReadOnly) throw new InvalidOperationException($"The base '{basePath}' could not be opened for writing");
-            await CopyAsync(top, baseImage, baseDepth, options.Parallelism, progress, cancellationToken).ConfigureAwait(false);
-            await baseImage.FlushAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await CopyAsync(top, baseImage, baseDepth, options.Parallelism, progress, cancellationToken).ConfigureAwait(false);
+                await baseImage.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                while (e is AggregateException { InnerExceptions.Count: 1 } one) e = one.InnerException!;
+                throw new CommitCopyException(basePath, e);
+            }
         }
 
         // The base now durably holds everything the image showed: emptying it cannot lose data, and reads through to
@@ -75,14 +86,79 @@ public static class CommitOperation
         return basePath;
     }
 
+    /// <summary>
+    /// The layer <paramref name="basePath"/> names, by qemu-img's rule (observed with qemu-img 7.2 commit -b, iotest
+    /// 020): each layer's backing file is matched by the name that layer records for it, or by the given name resolved
+    /// against that layer's folder (an absolute name as it is) when both are the same existing file after every link
+    /// is followed. A relative name is never resolved against the working directory. The backing file itself when no
+    /// name is given.
+    /// </summary>
     private static DiskImage FindBase(DiskImage top, string? basePath)
     {
         // qemu-img's words and order: a named base is looked for first (in a chain of one image too).
         if (basePath is null) return top.Backing ?? throw new ArgumentException("Image does not have a backing file");
-        string wanted = ImageOpener.Canonical(basePath);
-        for (var layer = top.Backing; layer != null; layer = layer.Backing)
-            if (ImageOpener.Canonical(layer.Name) == wanted) return layer;
+        for (DiskImage parent = top, layer = top.Backing!; layer != null; parent = layer, layer = layer.Backing!)
+        {
+            if (StoredBackingName(parent) == basePath) return layer;
+            string? wanted = ResolveAgainst(parent, basePath) is { } resolved ? RealPath(resolved) : null;
+            if (wanted != null && wanted == RealPath(ImageName.HostPathOf(layer.Name))) return layer;
+        }
         throw new ArgumentException($"Did not find '{basePath}' in the backing chain of '{top.Name}'"); // qemu-img's words
+    }
+
+    private static string? StoredBackingName(DiskImage image) => image switch
+    {
+        QedImage qed => qed.BackingFilename,
+        Formats.Qcow2.Qcow2Image qcow2 => qcow2.BackingFilename,
+        _ => null,
+    };
+
+    /// <summary><paramref name="name"/> as the layer <paramref name="parent"/> would resolve it as its backing file; null where it cannot.</summary>
+    private static string? ResolveAgainst(DiskImage parent, string name)
+    {
+        try
+        {
+            return ImageName.HostPathOf(QedImage.ResolveBackingPath(parent.Name, name));
+        }
+        catch (ImageFormatException)
+        {
+            return null; // a quorum: no folder to resolve against
+        }
+    }
+
+    /// <summary>
+    /// The absolute path of <paramref name="path"/> with every symbolic link followed and every "." and ".." taken
+    /// physically, as realpath(3) gives it; null when a component does not exist (or links loop).
+    /// </summary>
+    private static string? RealPath(string path, int depth = 0)
+    {
+        if (depth > 40 || path.Length == 0) return null; // ELOOP, as the C library's limit
+        string full = Path.IsPathRooted(path) ? path : Path.Combine(Directory.GetCurrentDirectory(), path);
+        string current = "/";
+        foreach (string part in full.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (part == ".") continue;
+            if (part == "..")
+            {
+                current = Path.GetDirectoryName(current) ?? "/";
+                continue;
+            }
+            string next = Path.Combine(current, part);
+            FileSystemInfo info = new FileInfo(next);
+            if (!info.Exists)
+            {
+                info = new DirectoryInfo(next);
+                if (!info.Exists && info.LinkTarget is null) return null;
+            }
+            if (info.LinkTarget is { } target)
+            {
+                string? resolved = RealPath(Path.IsPathRooted(target) ? target : Path.Combine(current, target), depth + 1);
+                if (resolved is null) return null;
+                next = resolved;
+            }
+            current = next;
+        }
+        return current;
     }
 
     private readonly record struct Piece(long Offset, int Length, bool Zero);

@@ -15,11 +15,16 @@ public static class RebaseOperation
     /// <param name="backing">The new backing file name, stored as given (relative names are relative to the image's folder).</param>
     /// <param name="backingFormat">The new backing file's format; raw sets NO_PROBE, null leaves it to be probed.</param>
     /// <param name="safe">Copy differing clusters first (false: header only, as -u).</param>
+    /// <param name="forceShare">
+    /// qemu-img's <c>-U</c>: open the new backing file shared, so that a safe rebase works while another process
+    /// writes it (and may then copy its data half made). It applies to that open only, as in qemu-img: the image is
+    /// opened for writing and its old backing chain with the usual locks, whatever this says.
+    /// </param>
     /// <param name="progress">Bytes of the image examined.</param>
     /// <param name="cancellationToken">Cancels the copy; the header is then unchanged and the image reads as before.</param>
     /// <exception cref="NotSupportedException">The image is raw, has unknown (QED) compat feature bits, or is a dirty qcow2.</exception>
     /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
-    public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe,
+    public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe, bool forceShare = false,
         IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrEmpty(backing)) backing = null;
@@ -27,7 +32,7 @@ public static class RebaseOperation
         if (format == "qcow2")
         {
             await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: true, cancellationToken).ConfigureAwait(false);
-            if (safe) await CopyDifferencesAsync(path, format, backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+            if (safe) await CopyDifferencesAsync(path, format, backing, backingFormat, forceShare, progress, cancellationToken).ConfigureAwait(false);
             await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: false, cancellationToken).ConfigureAwait(false);
             return;
         }
@@ -40,7 +45,7 @@ public static class RebaseOperation
                 await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error
             }
         }
-        if (safe) await CopyDifferencesAsync(path, "qed", backing, backingFormat, progress, cancellationToken).ConfigureAwait(false);
+        if (safe) await CopyDifferencesAsync(path, "qed", backing, backingFormat, forceShare, progress, cancellationToken).ConfigureAwait(false);
         await using (var editor = await OpenQedAsync(path, "qed", cancellationToken).ConfigureAwait(false))
             await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false);
     }
@@ -49,7 +54,9 @@ public static class RebaseOperation
     {
         try
         {
-            await using var probe = Storage.FileStorage.Open(path, writable: false);
+            // No locks for the probe: the writable open that follows takes them, and a conflict is then reported with
+            // the words of that open (as qemu-img, which opens the image read-write first), not a reader's.
+            await using var probe = Storage.FileStorage.Open(path, writable: false, locking: Storage.FileLockMode.None);
             return await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
@@ -65,17 +72,21 @@ public static class RebaseOperation
         return QedFileEditor.OpenAsync(path, ct);
     }
 
-    private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat,
+    private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat, bool forceShare,
         IProgress<ConvertProgress>? progress, CancellationToken ct)
     {
         await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format }, ct).ConfigureAwait(false);
-        await using var newBacking = backing is null ? null
-            : await ImageOpener.OpenBackingAsync(QedImage.ResolveBackingPath(path, backing), backingFormat, path, ct).ConfigureAwait(false);
+        await using var newBacking = backing is null ? null : await OpenNewBackingAsync(path, backing, backingFormat, forceShare, ct).ConfigureAwait(false);
         string self = ImageOpener.Canonical(path);
         for (var layer = newBacking; layer != null; layer = layer.Backing)
             if (ImageOpener.Canonical(layer.Name) == self)
                 throw new ArgumentException($"Could not rebase '{path}' onto '{backing}': the image would be part of its own backing chain");
         long size = image.Size, cs = image.ClusterSize;
+        // Past the end of the old backing file the image reads zeroes because nothing is there: a cluster the new
+        // backing file differs in is hidden with a zero cluster. Within it, the old content is copied as data, even
+        // where it reads as zeroes (a hole of the old backing file), so the image takes the same clusters as
+        // qemu-img's rebase does (observed with qemu-img 7.2 map; iotest 024).
+        long oldBackingSize = image.Backing?.Size ?? 0;
         long chunk = Math.Max(cs, 1 << 20);
         byte[] oldView = ArrayPool<byte>.Shared.Rent((int)chunk), newView = ArrayPool<byte>.Shared.Rent((int)chunk);
         try
@@ -115,9 +126,8 @@ public static class RebaseOperation
                     var oldSlice = oldMem.Slice(at, len);
                     if (!oldSlice.Span.SequenceEqual(newMem.Span.Slice(at, len)))
                     {
-                        // Zeroes over different backing data become a zero cluster, not a cluster of zero bytes.
-                        // (whole clusters only: a partial one past the old backing end would be left unallocated)
-                        if (len == cs && oldSlice.Span.IndexOfAnyExcept((byte)0) < 0)
+                        // Whole clusters only: a partial one at the image end is written as data.
+                        if (len == cs && offset + at >= oldBackingSize && oldSlice.Span.IndexOfAnyExcept((byte)0) < 0)
                             await image.WriteZeroesAsync(offset + at, len, ct).ConfigureAwait(false);
                         else
                             await image.WriteAsync(offset + at, oldSlice, ct).ConfigureAwait(false);
@@ -133,6 +143,26 @@ public static class RebaseOperation
         {
             ArrayPool<byte>.Shared.Return(oldView);
             ArrayPool<byte>.Shared.Return(newView);
+        }
+    }
+
+    /// <summary>
+    /// Opens the new backing file read-only (shared with writers for <paramref name="forceShare"/>, else with a
+    /// reader's locks, which a running writer refuses); failures in qemu-img's words, "Could not open new backing file
+    /// 'NAME': REASON" (a lock conflict stays the inner exception, for the hint naming the file in use).
+    /// </summary>
+    private static async Task<DiskImage> OpenNewBackingAsync(string path, string backing, string? backingFormat, bool forceShare, CancellationToken ct)
+    {
+        try
+        {
+            return await DiskImage.OpenAsync(QedImage.ResolveBackingPath(path, backing),
+                new ImageOpenOptions { Format = backingFormat, ReadOnly = true, ForceShare = forceShare }, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ImageFormatException or NotSupportedException or UnauthorizedAccessException)
+        {
+            // A lock exception's message names the file as opened; qemu-img's line names it as given instead.
+            string reason = e is ImageLockedException locked ? locked.Reason : e.Message;
+            throw new IOException($"Could not open new backing file '{backing}': {reason}", e);
         }
     }
 
