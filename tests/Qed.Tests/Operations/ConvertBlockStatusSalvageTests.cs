@@ -1,3 +1,4 @@
+using Qed.Formats.Raw;
 using Qed.Formats;
 using Qed.Operations;
 using Qed.Storage;
