@@ -151,8 +151,11 @@ public sealed partial class Qcow2Image
                 Qcow2L2Table table;
                 if (pinned != null)
                 {
+                    // Pinned, it is still the cached instance: unpinned and marked dirty in one step (dirty, it stays).
                     await _guard.CheckL2ForUpdateAsync(pinned).ConfigureAwait(false);
-                    table = _cache.MarkDirty(pinned);
+                    table = pinned;
+                    pinned = null;
+                    _cache.Unpin(table, dirty: true);
                     _writeBack.AddDirty(table);
                 }
                 else table = await GetL2ForUpdateAsync(L1IndexOf(offset), CancellationToken.None).ConfigureAwait(false);
@@ -171,7 +174,7 @@ public sealed partial class Qcow2Image
         finally
         {
             // On failure the clusters stay counted but unreferenced: a leak, never a wrong mapping.
-            if (pinned != null) _cache.Unpin(pinned);
+            if (pinned != null) _cache.Unpin(pinned); // not published: only the pin is given back
             _claims.Release(c0, c1, claim!);
         }
         return true;
