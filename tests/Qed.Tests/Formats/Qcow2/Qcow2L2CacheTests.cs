@@ -1,5 +1,6 @@
 using Qed.Formats.Qcow2;
 using Qed.Storage;
+using Qed.Tests.Hostile;
 
 namespace Qed.Tests.Formats.Qcow2;
 
@@ -158,5 +159,59 @@ public sealed class Qcow2L2CacheTests
         // while one is made is allowed.
         Assert.True(highWater <= budget + 512, $"the L2 cache held {highWater} bytes, over its budget of {budget}");
         Assert.True(now <= budget, $"the L2 cache holds {now} bytes after a flush");
+    }
+
+    /// <summary>Storage that yields before every read and write, so concurrent requests interleave around table loads.</summary>
+    private sealed class Yielding(IBlockStorage inner) : ForwardingStorage(inner)
+    {
+        public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken ct = default)
+        {
+            await Task.Yield();
+            await base.ReadAsync(offset, buffer, ct);
+        }
+        public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct = default)
+        {
+            await Task.Yield();
+            await base.WriteAsync(offset, data, ct);
+        }
+    }
+
+    /// <summary>
+    /// Eight writers and readers on a 256-table image whose cache keeps only the minimum of tables: tables are
+    /// evicted, reloaded and raced all the time, and every mapping must survive (in the session and after reopening).
+    /// </summary>
+    [Fact]
+    public async Task ConcurrentRequestsUnderATinyBudgetLoseNoMapping()
+    {
+        const int clusters = 16384; // 8 MiB of 512-byte clusters: 256 L2 tables
+        var memory = new MemoryStorage("tiny-cache.qcow2");
+        await Qcow2Image.CreateAsync(memory, new Qcow2CreateOptions { Size = clusters * 512L, ClusterSize = 512 });
+        var expected = new byte[clusters]; // the fill byte of each cluster (0: never written)
+        await using (var image = await Qcow2Image.OpenAsync(new Yielding(memory), new ImageOpenOptions { L2CacheBytes = 0 }))
+        {
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(worker => Task.Run(async () =>
+            {
+                var rnd = new Random(worker);
+                var buffer = new byte[512];
+                for (int i = 0; i < 400; i++)
+                {
+                    int c = rnd.Next(clusters / 8) * 8 + worker; // each worker owns its clusters
+                    byte fill = (byte)rnd.Next(1, 256);
+                    await image.WriteAsync(c * 512L, SampleImages.Filled(512, fill));
+                    expected[c] = fill;
+                    int r = rnd.Next(clusters / 8) * 8 + worker;
+                    await image.ReadAsync(r * 512L, buffer);
+                    Assert.All(buffer, b => Assert.Equal(expected[r], b));
+                    if (i % 100 == 99) await image.FlushAsync();
+                }
+            })));
+            Assert.True(image.L2CacheBytes.Now <= 512L * Qcow2L2Cache.MinTables * 2, $"{image.L2CacheBytes.Now} bytes cached");
+        }
+        await using var reopened = await Qcow2Image.OpenAsync(memory, new ImageOpenOptions { ReadOnly = true });
+        var all = new byte[clusters * 512];
+        await reopened.ReadAsync(0, all);
+        for (int c = 0; c < clusters; c++)
+            if (all[c * 512] != expected[c] || all[c * 512 + 511] != expected[c])
+                Assert.Fail($"cluster {c} reads 0x{all[c * 512]:x2}, not 0x{expected[c]:x2}");
     }
 }
