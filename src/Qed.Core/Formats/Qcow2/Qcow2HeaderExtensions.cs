@@ -61,4 +61,15 @@ public sealed class Qcow2HeaderExtensions
         }
         return new Qcow2HeaderExtensions { BackingFormat = backingFormat, IncompatibleFeatureNames = names, End = Math.Min(at, limit) };
     }
+
+    /// <summary>Parses the extensions of the header cluster <paramref name="cluster"/>: from the header's end up to the backing name.</summary>
+    public static Qcow2HeaderExtensions FromFirstCluster(byte[] cluster, Qcow2Header header)
+    {
+        int start = (int)header.HeaderLength;
+        int limit = cluster.Length;
+        // The backing name sits after the extensions; they must not run into it.
+        if (header.HasBackingFile && header.BackingFileOffset >= (ulong)start && header.BackingFileOffset < (ulong)limit)
+            limit = (int)header.BackingFileOffset;
+        return Qcow2HeaderExtensions.Parse(cluster, start, limit);
+    }
 }

@@ -3,32 +3,59 @@ using Qed.Storage;
 namespace Qed.Formats.Qcow2;
 
 // The write path. A write to an allocated standard cluster goes in place with no metadata change. Anything else
-// takes new clusters at the end of the file (refcounts set in memory), writes the data with the cluster's old content
-// around it, then publishes the L2 entries in memory; write-back to disk happens at flush, in an order that keeps the
-// refcount ≥ references invariant (see Qcow2Image.Flush.cs).
+// claims its guest clusters, takes new clusters at the end of the file (refcounts set in memory), writes the data with
+// the cluster's old content around it, then publishes the L2 entries in memory; write-back to disk happens at flush,
+// in an order that keeps the refcount >= references invariant (see Qcow2WriteBack).
 public sealed partial class Qcow2Image
 {
-    /// <summary>Write-back is forced once dirty L2 tables hold this many bytes, bounding memory between flushes.</summary>
+    /// <summary>Write-back is forced once dirty L2 tables hold this many bytes (or the cache budget, if smaller).</summary>
     private const long MaxDirtyBytes = 32L << 20;
 
-    private readonly SemaphoreSlim _allocLock = new(1, 1);
-    /// <summary>Guest clusters whose allocation is in flight, and the signal that it has finished. Under its own lock.</summary>
-    private readonly Dictionary<long, TaskCompletionSource> _inflight = new();
-    private readonly HashSet<L2Table> _dirtyL2 = new();
-    private int _dirtyL2Count;
-    private readonly SortedSet<int> _dirtyL1 = new();
-    private volatile Exception? _failure;
+    private void ThrowIfFailed() => _failure.ThrowIfFailed();
 
-    /// <summary>Refuses a write after a corruption was met (ImageNeedsCheckException) or a metadata write failed (IOException).</summary>
-    private void ThrowIfFailed()
+    /// <inheritdoc />
+    /// <remarks>Writes back every metadata change in crash-safe order (see <see cref="Qcow2WriteBack"/>); a failure part
+    /// way makes the image refuse further writes, since memory and disk may disagree.</remarks>
+    public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        switch (_failure)
+        if (_readOnly) return;
+        _failure.ThrowIfFailedForFlush();
+        await _allocLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            case ImageFormatException corrupt:
-                throw new ImageNeedsCheckException($"Writes to '{Name}' are refused until it is checked: {corrupt.Message}", corrupt);
-            case { } e:
-                throw new IOException($"The qcow2 image '{Name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
+            await _writeBack.RunAsync().ConfigureAwait(false);
         }
+        catch (Exception e)
+        {
+            _failure.Record(e); // memory and disk may disagree now: refuse further writes
+            throw;
+        }
+        finally
+        {
+            _allocLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Fails when guest bytes [<paramref name="guest"/>, +<paramref name="length"/>), mapped in place to the file at
+    /// <paramref name="host"/>, would land on metadata. The fast path is one binary search and allocates nothing.
+    /// </summary>
+    private ValueTask CheckDataWriteAsync(long guest, long host, long length, CancellationToken ct)
+    {
+        if (!_guard.OverlapsAny(host, length, out var kind, out long cluster)) return ValueTask.CompletedTask;
+        return DataOverlapAsync(guest, host, kind, cluster, ct);
+    }
+
+    private async ValueTask DataOverlapAsync(long guest, long host, Qcow2Metadata kind, long cluster, CancellationToken ct)
+    {
+        long at = guest + Math.Max(0, (cluster << _clusterBits) - host); // the first guest byte on that cluster
+        var table = await GetL2Async(L1IndexOf(at), ct).ConfigureAwait(false);
+        int index = L2IndexOf(at);
+        long entryAt = table!.FileOffset + 8L * index;
+        ulong entry = Volatile.Read(ref table.Entries[index]);
+        throw await _guard.CorruptAsync(
+            $"qcow2 L2 table {table.L1Index} entry {index} (file offset 0x{entryAt:x}) holds 0x{entry:x}: guest offset 0x{at & ~(long)(_clusterSize - 1):x} there",
+            kind, cluster, $"L2[{table.L1Index}][{index}]", entryAt).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -41,7 +68,7 @@ public sealed partial class Qcow2Image
         {
             var m = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
             int n = (int)m.Length;
-            if (m.Kind == MapKind.Data)
+            if (m.Kind == Qcow2ClusterKind.Data)
             {
                 await CheckDataWriteAsync(offset, m.Host, n, cancellationToken).ConfigureAwait(false);
                 await _file.WriteAsync(m.Host, data[..n], cancellationToken).ConfigureAwait(false);
@@ -63,26 +90,28 @@ public sealed partial class Qcow2Image
         long end = offset + data.Length;
         long c0 = offset >> _clusterBits, c1 = (end - 1) >> _clusterBits;
         int count = (int)(c1 - c0 + 1);
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        TaskCompletionSource? claim = null;
+        Qcow2L2Table? pinned = null;
         long host = -1;
         Task? wait = null;
         await _allocLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            wait = InflightTask(c0, c1);
+            wait = _claims.InFlight(c0, c1);
             if (wait == null)
             {
                 var now = await LookupAsync(offset, data.Length, ct).ConfigureAwait(false);
-                if (now.Kind != m.Kind || now.Length < data.Length || (m.Kind == MapKind.Compressed && now.Entry != m.Entry))
+                if (now.Kind != m.Kind || now.Length < data.Length || (m.Kind == Qcow2ClusterKind.Compressed && now.Entry != m.Entry))
                     return false;
                 // The tables this write will change are checked before any data goes out.
                 var existing = await GetL2Async(L1IndexOf(offset), ct).ConfigureAwait(false);
-                if (existing != null) await CheckL2ForUpdateAsync(existing).ConfigureAwait(false);
-                else await CheckL1Async().ConfigureAwait(false);
-                host = await AllocateRunAsync(count, ct).ConfigureAwait(false);
-                await CheckNewClustersAsync($"for guest offset 0x{c0 << _clusterBits:x}", host, (long)count << _clusterBits).ConfigureAwait(false);
-                lock (_inflight)
-                    for (long c = c0; c <= c1; c++) _inflight[c] = done;
+                if (existing != null) await _guard.CheckL2ForUpdateAsync(existing).ConfigureAwait(false);
+                else await _guard.CheckL1Async().ConfigureAwait(false);
+                host = await _allocator.AllocateAsync(count, ct).ConfigureAwait(false);
+                await _guard.CheckNewClustersAsync($"for guest offset 0x{c0 << _clusterBits:x}", host, (long)count << _clusterBits).ConfigureAwait(false);
+                // Pinned, the table stays cached while the data goes out: the mapping is published into it.
+                if (existing != null) pinned = _cache.Pin(existing);
+                claim = _claims.Claim(c0, c1);
             }
         }
         finally
@@ -119,12 +148,22 @@ public sealed partial class Qcow2Image
             await _allocLock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
             try
             {
-                var table = await GetL2ForUpdateAsync(L1IndexOf(offset), CancellationToken.None).ConfigureAwait(false);
+                Qcow2L2Table table;
+                if (pinned != null)
+                {
+                    // Pinned, it is still the cached instance: unpinned and marked dirty in one step (dirty, it stays).
+                    await _guard.CheckL2ForUpdateAsync(pinned).ConfigureAwait(false);
+                    table = pinned;
+                    pinned = null;
+                    _cache.Unpin(table, dirty: true);
+                    _writeBack.AddDirty(table);
+                }
+                else table = await GetL2ForUpdateAsync(L1IndexOf(offset), CancellationToken.None).ConfigureAwait(false);
                 int first = L2IndexOf(offset);
                 for (int i = 0; i < count; i++)
                 {
-                    QueueFreeOf(Volatile.Read(ref table.Entries[first + i]));
-                    Volatile.Write(ref table.Entries[first + i], (ulong)(host + (long)i * _clusterSize) | CopiedFlag);
+                    _allocator.QueueFreeOf(Volatile.Read(ref table.Entries[first + i]));
+                    Volatile.Write(ref table.Entries[first + i], (ulong)(host + (long)i * _clusterSize) | Qcow2Entries.CopiedFlag);
                 }
             }
             finally
@@ -135,53 +174,34 @@ public sealed partial class Qcow2Image
         finally
         {
             // On failure the clusters stay counted but unreferenced: a leak, never a wrong mapping.
-            lock (_inflight)
-                for (long c = c0; c <= c1; c++)
-                    if (_inflight.TryGetValue(c, out var t) && t == done) _inflight.Remove(c);
-            done.TrySetResult();
+            if (pinned != null) _cache.Unpin(pinned); // not published: only the pin is given back
+            _claims.Release(c0, c1, claim!);
         }
         return true;
     }
 
-    /// <summary>The signal of an in-flight allocation touching guest clusters [c0, c1], or null.</summary>
-    private Task? InflightTask(long c0, long c1)
-    {
-        lock (_inflight)
-        {
-            for (long c = c0; c <= c1; c++)
-                if (_inflight.TryGetValue(c, out var t)) return t.Task;
-        }
-        return null;
-    }
-
-    /// <summary>The L2 table for an L1 index, made if missing and marked dirty (under _allocLock).</summary>
-    private async ValueTask<L2Table> GetL2ForUpdateAsync(int l1Index, CancellationToken ct)
+    /// <summary>The L2 table for an L1 index, made if missing, marked dirty and queued for write-back (under _allocLock).</summary>
+    private async ValueTask<Qcow2L2Table> GetL2ForUpdateAsync(int l1Index, CancellationToken ct)
     {
         var table = await GetL2Async(l1Index, ct).ConfigureAwait(false);
         if (table == null)
         {
-            await CheckL1Async().ConfigureAwait(false);
-            long at = await AllocateRunAsync(1, ct).ConfigureAwait(false);
-            await CheckNewClustersAsync($"for L2 table {l1Index}", at, _clusterSize).ConfigureAwait(false);
-            _metadata.Add(at >> _clusterBits, Qcow2Metadata.ActiveL2);
-            table = new L2Table(l1Index, at, new ulong[_l2Entries]) { Dirty = true };
-            lock (_cacheLock) _l2Cache[l1Index] = table; // cached before the L1 entry is set: readers never miss it
-            Volatile.Write(ref _l1[l1Index], (ulong)at | CopiedFlag);
-            _dirtyL1.Add(l1Index);
+            await _guard.CheckL1Async().ConfigureAwait(false);
+            long at = await _allocator.AllocateAsync(1, ct).ConfigureAwait(false);
+            await _guard.CheckNewClustersAsync($"for L2 table {l1Index}", at, _clusterSize).ConfigureAwait(false);
+            _guard.Add(at >> _clusterBits, Qcow2Metadata.ActiveL2);
+            table = new Qcow2L2Table(l1Index, at, new ulong[_l2Entries]);
+            _cache.AddNew(table); // cached before the L1 entry is set: readers never miss it
+            Volatile.Write(ref _l1[l1Index], (ulong)at | Qcow2Entries.CopiedFlag);
+            _writeBack.AddDirtyL1(l1Index);
         }
         else
         {
-            await CheckL2ForUpdateAsync(table).ConfigureAwait(false);
-            lock (_cacheLock)
-            {
-                // A clean table may have been evicted (and maybe reloaded) since: update the one the cache holds.
-                if (_l2Cache.TryGetValue(l1Index, out var current)) table = current;
-                else _l2Cache[l1Index] = table;
-                table.Dirty = true;
-            }
+            await _guard.CheckL2ForUpdateAsync(table).ConfigureAwait(false);
+            // A clean table may have been evicted (and maybe reloaded) since: the cache says which one to update.
+            table = _cache.MarkDirty(table);
         }
-        _dirtyL2.Add(table);
-        Volatile.Write(ref _dirtyL2Count, _dirtyL2.Count);
+        _writeBack.AddDirty(table);
         return table;
     }
 
@@ -197,7 +217,7 @@ public sealed partial class Qcow2Image
         await _allocLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            wait = InflightTask(c0, c1);
+            wait = _claims.InFlight(c0, c1);
             if (wait == null)
             {
                 var now = await LookupAsync(offset, length, ct).ConfigureAwait(false);
@@ -209,7 +229,8 @@ public sealed partial class Qcow2Image
                     ulong old = Volatile.Read(ref table.Entries[first + i]);
                     ulong next = rewrite(old);
                     if (next == old) continue;
-                    if ((old & CompressedFlag) != 0 || (old & OffsetMask) != (next & OffsetMask)) QueueFreeOf(old);
+                    if ((old & Qcow2Entries.CompressedFlag) != 0 || (old & Qcow2Entries.OffsetMask) != (next & Qcow2Entries.OffsetMask))
+                        _allocator.QueueFreeOf(old);
                     Volatile.Write(ref table.Entries[first + i], next);
                 }
             }
@@ -264,19 +285,19 @@ public sealed partial class Qcow2Image
     {
         switch (m.Kind)
         {
-            case MapKind.Zero:
+            case Qcow2ClusterKind.Zero:
                 return true;
-            case MapKind.Data when !_v3:
+            case Qcow2ClusterKind.Data when !_v3:
                 await CheckDataWriteAsync(offset, m.Host, n, ct).ConfigureAwait(false);
                 await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
                 return true;
-            case MapKind.Data:
+            case Qcow2ClusterKind.Data:
                 // As QEMU: the cluster stays allocated (a preallocated zero cluster), so nothing is freed.
-                return await RewriteEntriesAsync(m, offset, n, old => (old & OffsetMask) | CopiedFlag | ZeroFlag, ct).ConfigureAwait(false);
-            case MapKind.Unallocated when !BackingUnder(offset):
+                return await RewriteEntriesAsync(m, offset, n, old => (old & Qcow2Entries.OffsetMask) | Qcow2Entries.CopiedFlag | Qcow2Entries.ZeroFlag, ct).ConfigureAwait(false);
+            case Qcow2ClusterKind.Unallocated when !BackingUnder(offset):
                 return true;
             default: // unallocated over backing data, or compressed
-                if (_v3) return await RewriteEntriesAsync(m, offset, n, _ => ZeroFlag, ct).ConfigureAwait(false);
+                if (_v3) return await RewriteEntriesAsync(m, offset, n, _ => Qcow2Entries.ZeroFlag, ct).ConfigureAwait(false);
                 await WriteZeroBytesAsync(offset, n, ct).ConfigureAwait(false);
                 return true;
         }
@@ -286,13 +307,13 @@ public sealed partial class Qcow2Image
     {
         switch (m.Kind)
         {
-            case MapKind.Zero:
+            case Qcow2ClusterKind.Zero:
                 return true;
-            case MapKind.Data:
+            case Qcow2ClusterKind.Data:
                 await CheckDataWriteAsync(offset, m.Host, n, ct).ConfigureAwait(false);
                 await _file.ZeroRangeAsync(m.Host, n, ct).ConfigureAwait(false);
                 return true;
-            case MapKind.Unallocated when !BackingUnder(offset):
+            case Qcow2ClusterKind.Unallocated when !BackingUnder(offset):
                 return true;
             default:
                 return await AllocateAndWriteAsync(m, offset, new byte[n], ct).ConfigureAwait(false);
@@ -334,13 +355,13 @@ public sealed partial class Qcow2Image
             {
                 n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
             }
-            else if (m.Kind != MapKind.Unallocated)
+            else if (m.Kind != Qcow2ClusterKind.Unallocated)
             {
                 n = wholeEnd - offset;
                 bool backing = BackingUnder(offset);
                 if (!backing || _v3)
                 {
-                    ulong replacement = backing ? ZeroFlag : 0;
+                    ulong replacement = backing ? Qcow2Entries.ZeroFlag : 0;
                     if (!await RewriteEntriesAsync(m, offset, n, _ => replacement, cancellationToken).ConfigureAwait(false)) continue;
                 }
             }
@@ -352,7 +373,7 @@ public sealed partial class Qcow2Image
 
     private async ValueTask WriteBackIfLargeAsync(CancellationToken ct)
     {
-        if ((long)Volatile.Read(ref _dirtyL2Count) * _clusterSize >= MaxDirtyBytes)
+        if (_writeBack.DirtyL2Bytes >= _maxDirtyBytes)
             await FlushAsync(ct).ConfigureAwait(false);
     }
 }

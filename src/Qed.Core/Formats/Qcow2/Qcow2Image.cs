@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using Qed.Storage;
 
@@ -9,22 +8,23 @@ namespace Qed.Formats.Qcow2;
 /// writes standard clusters with refcounts kept so that <c>qemu-img check</c> stays clean. Thread-safe and positional.
 /// </summary>
 /// <remarks>
-/// Locking: reads and in-place writes to allocated clusters take no lock. Every metadata change (L1, L2, refcounts,
-/// the end of the file) happens under one async lock, <c>_allocLock</c>, held only for in-memory updates, never while
-/// guest data is written; a flush holds it for its whole duration (up to four fsyncs), during which allocating writes
-/// wait. Clusters come from the end of the file and are never reused while the image is open, so a reader or writer
-/// still holding an old mapping can never touch a cluster that now belongs to someone else.
+/// The façade wiring the components, each owning its state and invariants: <see cref="Qcow2Entries"/> (entry codec and
+/// validation), <see cref="Qcow2L2Cache"/> (L2 tables within <see cref="ImageOpenOptions.L2CacheBytes"/>),
+/// <see cref="Qcow2ClusterClaims"/> (allocations in flight), and for writers <see cref="Qcow2Refcounts"/>,
+/// <see cref="Qcow2ClusterAllocator"/>, <see cref="Qcow2OverlapGuard"/> (QEMU's overlap checks),
+/// <see cref="Qcow2FailureLatch"/> and <see cref="Qcow2WriteBack"/> (flush ordering).
+/// <para>Locking: reads and in-place writes to allocated clusters take no lock but the cache's (a lookup). Every
+/// metadata change (L1, L2, refcounts, the end of the file) happens under one async lock, <c>_allocLock</c>, owned here
+/// and held only for in-memory updates, never while guest data is written; a flush holds it for its whole duration (up
+/// to four fsyncs), during which allocating writes wait. The refcounts, allocator, guard and write-back are only ever
+/// called under it. Clusters come from the end of the file and are never reused while the image is open, so a reader
+/// or writer still holding an old mapping can never touch a cluster that now belongs to someone else.</para>
 /// <para>Every write of data or metadata is first checked against the metadata areas (QEMU's overlap checks): one
 /// that would land on other metadata fails with <see cref="ImageFormatException"/>, marks the image corrupt, and
-/// later writes fail with <see cref="ImageNeedsCheckException"/> (see Qcow2Image.Overlap.cs).</para>
+/// later writes fail with <see cref="ImageNeedsCheckException"/>.</para>
 /// </remarks>
 public sealed partial class Qcow2Image : DiskImage
 {
-    private const ulong CopiedFlag = 1UL << 63;
-    private const ulong CompressedFlag = 1UL << 62;
-    private const ulong ZeroFlag = 1;
-    private const ulong OffsetMask = 0x00ff_ffff_ffff_fe00UL;
-
     private readonly IBlockStorage _file;
     private readonly DiskImage? _backing;
     private readonly bool _readOnly;
@@ -38,9 +38,24 @@ public sealed partial class Qcow2Image : DiskImage
     private readonly ulong[] _l1;
     /// <summary>The file length rounded up to a cluster when opened: structures may point anywhere below it.</summary>
     private readonly long _openedEnd;
+    private readonly Qcow2L2Cache _cache;
+    private readonly Qcow2ClusterClaims _claims = new();
+    private readonly Qcow2Inflater _inflater;
+    /// <summary>Guards every metadata change; see the remarks.</summary>
+    private readonly SemaphoreSlim _allocLock = new(1, 1);
+
+    // Writers only (null when read-only): made at open, after the refcount table is loaded.
+    private readonly Qcow2FailureLatch _failure = null!;
+    private readonly Qcow2Refcounts _refcounts = null!;
+    private readonly Qcow2OverlapGuard _guard = null!;
+    private readonly Qcow2ClusterAllocator _allocator = null!;
+    private readonly Qcow2WriteBack _writeBack = null!;
+    /// <summary>Write-back is forced once dirty L2 tables hold this many bytes, bounding memory between flushes.</summary>
+    private readonly long _maxDirtyBytes;
 
     private Qcow2Image(IBlockStorage file, Qcow2Header header, Qcow2HeaderExtensions extensions, ulong[] l1,
-        IReadOnlyList<Qcow2Snapshot> snapshots, DiskImage? backing, string? backingName, bool readOnly)
+        IReadOnlyList<Qcow2Snapshot> snapshots, DiskImage? backing, string? backingName, bool readOnly,
+        long cacheBytes, Qcow2Refcounts? refcounts)
     {
         _file = file;
         _header = header;
@@ -57,9 +72,22 @@ public sealed partial class Qcow2Image : DiskImage
         _size = (long)header.Size;
         _v3 = header.Version >= 3;
         _openedEnd = (file.Length + _clusterSize - 1) / _clusterSize * _clusterSize;
-        _nextFree = _openedEnd;
-        _l2CacheLimit = Math.Max(64, (32 << 20) / _clusterSize);
+        _cache = new Qcow2L2Cache(_clusterSize, cacheBytes);
+        _inflater = new Qcow2Inflater(file, _clusterBits);
+        // Dirty tables cannot be evicted: write back before they alone fill the cache (with a floor of a few tables).
+        _maxDirtyBytes = Math.Min(MaxDirtyBytes, Math.Max(cacheBytes, (long)Qcow2L2Cache.MinTables * _clusterSize));
+        if (refcounts != null)
+        {
+            _refcounts = refcounts;
+            _failure = new Qcow2FailureLatch(file, file.Name, _v3, header.IncompatibleFeatures);
+            _guard = new Qcow2OverlapGuard(header, l1, refcounts, _failure, file.Name);
+            _allocator = new Qcow2ClusterAllocator(refcounts, _guard, _clusterBits, _openedEnd, file.Name);
+            _writeBack = new Qcow2WriteBack(file, refcounts, _allocator, _guard, _cache, l1, (long)header.L1TableOffset, _clusterSize);
+        }
     }
+
+    /// <summary>Bytes of L2 tables cached now, and the most ever cached at once (the budget's observable effect).</summary>
+    internal (long Now, long HighWater) L2CacheBytes => (_cache.Bytes, _cache.HighWaterBytes);
 
     /// <inheritdoc />
     public override string Format => "qcow2";
@@ -100,6 +128,25 @@ public sealed partial class Qcow2Image : DiskImage
     /// <summary>Whether the dirty bit (lazy refcounts not yet written back) is set.</summary>
     public bool IsDirty => (_header.IncompatibleFeatures & Qcow2IncompatibleFeatures.Dirty) != 0;
 
+    /// <summary>
+    /// Creates a qcow2 image file, replacing any file of that name. All options are validated, and the backing file
+    /// opened, before the file is touched; if writing fails the file is removed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
+    public static async Task CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
+    {
+        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
+        var layout = Qcow2Layout.Plan(options, size);
+        await ImageCreation.WriteNewFileAsync(path, file => Qcow2Layout.WriteAsync(file, layout, cancellationToken)).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes a new, empty qcow2 image onto <paramref name="storage"/> (whose old content is discarded).</summary>
+    public static async Task CreateAsync(IBlockStorage storage, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
+    {
+        if (options.Size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
+        await Qcow2Layout.WriteAsync(storage, Qcow2Layout.Plan(options, options.Size.Value), cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
     public static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
 
@@ -133,12 +180,12 @@ public sealed partial class Qcow2Image : DiskImage
         {
             // Name the unknown features from the image's own feature name table, as the specification intends.
             cluster = await ReadFirstClusterAsync(file, header, cancellationToken).ConfigureAwait(false);
-            extensions = ParseExtensions(cluster, header);
+            extensions = Qcow2HeaderExtensions.FromFirstCluster(cluster, header);
             header.Validate(fileLength, extensions.IncompatibleFeatureNames);
             throw;
         }
         cluster ??= await ReadFirstClusterAsync(file, header, cancellationToken).ConfigureAwait(false);
-        extensions ??= ParseExtensions(cluster, header);
+        extensions ??= Qcow2HeaderExtensions.FromFirstCluster(cluster, header);
 
         string? backingName = null;
         if (header.HasBackingFile)
@@ -149,7 +196,7 @@ public sealed partial class Qcow2Image : DiskImage
             if (backingName.Length == 0) backingName = null;
         }
 
-        var snapshots = await ReadSnapshotsAsync(file, header, fileLength, cancellationToken).ConfigureAwait(false);
+        var snapshots = await Qcow2Snapshot.ReadTableAsync(file, header, fileLength, cancellationToken).ConfigureAwait(false);
 
         if (!readOnly)
         {
@@ -162,7 +209,7 @@ public sealed partial class Qcow2Image : DiskImage
                 throw new NotSupportedException($"'{file.Name}' has {header.NbSnapshots} internal snapshot(s); writing to qcow2 images with internal snapshots is not supported (open it read-only)");
         }
 
-        var l1 = await ReadEntriesAsync(file, (long)header.L1TableOffset, (int)header.L1Size, cancellationToken).ConfigureAwait(false);
+        var l1 = await Qcow2Entries.ReadAsync(file, (long)header.L1TableOffset, (int)header.L1Size, cancellationToken).ConfigureAwait(false);
 
         if (!readOnly && header.AutoclearFeatures != 0)
         {
@@ -178,13 +225,8 @@ public sealed partial class Qcow2Image : DiskImage
             backing = await openBacking(backingName, extensions.BackingFormat, cancellationToken).ConfigureAwait(false);
         try
         {
-            var image = new Qcow2Image(file, header, extensions, l1, snapshots, backing, backingName, readOnly);
-            if (!readOnly)
-            {
-                await image.LoadRefcountTableAsync(cancellationToken).ConfigureAwait(false);
-                image.BuildMetadataMap();
-            }
-            return image;
+            var refcounts = readOnly ? null : await Qcow2Refcounts.LoadAsync(file, header, cancellationToken).ConfigureAwait(false);
+            return new Qcow2Image(file, header, extensions, l1, snapshots, backing, backingName, readOnly, options.L2CacheBytes, refcounts);
         }
         catch
         {
@@ -200,63 +242,12 @@ public sealed partial class Qcow2Image : DiskImage
         return cluster;
     }
 
-    private static Qcow2HeaderExtensions ParseExtensions(byte[] cluster, Qcow2Header header)
-    {
-        int start = (int)header.HeaderLength;
-        int limit = cluster.Length;
-        // The backing name sits after the extensions; they must not run into it.
-        if (header.HasBackingFile && header.BackingFileOffset >= (ulong)start && header.BackingFileOffset < (ulong)limit)
-            limit = (int)header.BackingFileOffset;
-        return Qcow2HeaderExtensions.Parse(cluster, start, limit);
-    }
-
-    private static async Task<IReadOnlyList<Qcow2Snapshot>> ReadSnapshotsAsync(IBlockStorage file, Qcow2Header header, long fileLength, CancellationToken ct)
-    {
-        if (header.NbSnapshots == 0) return [];
-        long available = Math.Min(fileLength - (long)header.SnapshotsOffset, Qcow2Snapshot.MaxTableBytes);
-        // Entries have variable length: read a window and widen it only as far as the entries actually reach.
-        long window = Math.Min(available, 64 * 1024);
-        while (true)
-        {
-            var bytes = new byte[window];
-            await file.ReadAsync((long)header.SnapshotsOffset, bytes, ct).ConfigureAwait(false);
-            try
-            {
-                return Qcow2Snapshot.ParseTable(bytes, (int)header.NbSnapshots, (long)header.SnapshotsOffset);
-            }
-            catch (ImageFormatException) when (window < available)
-            {
-                window = Math.Min(available, window * 4);
-            }
-        }
-    }
-
-    /// <summary>Reads <paramref name="count"/> big-endian u64 entries.</summary>
-    internal static async Task<ulong[]> ReadEntriesAsync(IBlockStorage file, long offset, int count, CancellationToken ct)
-    {
-        var raw = new byte[count * 8L];
-        await file.ReadAsync(offset, raw, ct).ConfigureAwait(false);
-        var entries = new ulong[count];
-        for (int i = 0; i < count; i++)
-            entries[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        return entries;
-    }
-
-    /// <summary>Encodes entries [first, first+count) as big-endian bytes.</summary>
-    internal static byte[] EncodeEntries(ulong[] entries, int first, int count)
-    {
-        var bytes = new byte[count * 8L];
-        for (int i = 0; i < count; i++)
-            BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), Volatile.Read(ref entries[first + i]));
-        return bytes;
-    }
-
     /// <inheritdoc />
     protected override async ValueTask DisposeCoreAsync()
     {
         try
         {
-            if (!_readOnly && _failure == null) await FlushAsync().ConfigureAwait(false);
+            if (!_readOnly && _failure.Failure == null) await FlushAsync().ConfigureAwait(false);
         }
         finally
         {

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using Qed.Storage;
 
 namespace Qed.Formats.Qcow2;
 
@@ -59,4 +60,26 @@ public sealed record Qcow2Snapshot(string Id, string Name, ulong L1TableOffset, 
 
     private static ImageFormatException Truncated(int index, long fileOffset) =>
         new($"qcow2 snapshot table entry {index} at file offset {fileOffset} runs past the end of the file", $"snapshot[{index}]", fileOffset);
+
+    /// <summary>Reads the snapshot table the header names (empty without snapshots), never more than <see cref="MaxTableBytes"/>.</summary>
+    internal static async Task<IReadOnlyList<Qcow2Snapshot>> ReadTableAsync(IBlockStorage file, Qcow2Header header, long fileLength, CancellationToken ct)
+    {
+        if (header.NbSnapshots == 0) return [];
+        long available = Math.Min(fileLength - (long)header.SnapshotsOffset, Qcow2Snapshot.MaxTableBytes);
+        // Entries have variable length: read a window and widen it only as far as the entries actually reach.
+        long window = Math.Min(available, 64 * 1024);
+        while (true)
+        {
+            var bytes = new byte[window];
+            await file.ReadAsync((long)header.SnapshotsOffset, bytes, ct).ConfigureAwait(false);
+            try
+            {
+                return Qcow2Snapshot.ParseTable(bytes, (int)header.NbSnapshots, (long)header.SnapshotsOffset);
+            }
+            catch (ImageFormatException) when (window < available)
+            {
+                window = Math.Min(available, window * 4);
+            }
+        }
+    }
 }

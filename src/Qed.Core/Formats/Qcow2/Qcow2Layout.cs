@@ -5,34 +5,21 @@ using Qed.Storage;
 
 namespace Qed.Formats.Qcow2;
 
-// Creating images laid out as qemu-img create -f qcow2 does: header cluster (header, extensions, backing name), the
-// refcount table, the refcount block(s) counting the metadata, then the L1 table; every such cluster has refcount 1.
-public sealed partial class Qcow2Image
+/// <summary>
+/// The layout of a new, empty qcow2 image, as <c>qemu-img create -f qcow2</c> makes it: the header cluster (header,
+/// extensions, backing name), the refcount table, the refcount block(s) counting the metadata, then the L1 table.
+/// </summary>
+/// <remarks>Invariants: every metadata cluster has refcount 1 and nothing else is counted; the refcount blocks count
+/// themselves (the plan is the fixed point of that); options are validated before anything is written.</remarks>
+internal static class Qcow2Layout
 {
-    /// <summary>
-    /// Creates a qcow2 image file, replacing any file of that name. All options are validated, and the backing file
-    /// opened, before the file is touched; if writing fails the file is removed.
-    /// </summary>
-    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    public static async Task CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
-    {
-        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
-        var layout = PlanLayout(options, size);
-        await ImageCreation.WriteNewFileAsync(path, file => WriteLayoutAsync(file, layout, cancellationToken)).ConfigureAwait(false);
-    }
-
-    /// <summary>Writes a new, empty qcow2 image onto <paramref name="storage"/> (whose old content is discarded).</summary>
-    public static async Task CreateAsync(IBlockStorage storage, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
-    {
-        if (options.Size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
-        await WriteLayoutAsync(storage, PlanLayout(options, options.Size.Value), cancellationToken).ConfigureAwait(false);
-    }
-
     /// <summary>Everything a new image's first clusters hold.</summary>
-    private sealed record Layout(Qcow2Header Header, byte[] FirstCluster, long RefTableOffset, int RefTableClusters,
+    internal sealed record Layout(Qcow2Header Header, byte[] FirstCluster, long RefTableOffset, int RefTableClusters,
         long RefBlocksOffset, int RefBlocks, long L1Offset, long L1Bytes, long MetadataClusters);
 
-    private static Layout PlanLayout(Qcow2CreateOptions options, long size)
+    /// <summary>Validates the options and plans the layout for a guest of <paramref name="size"/> bytes.</summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
+    public static Layout Plan(Qcow2CreateOptions options, long size)
     {
         int cs = options.ClusterSize;
         if (cs < 512 || cs > (1 << Qcow2Header.MaxClusterBits) || !BitOperations.IsPow2(cs))
@@ -116,7 +103,8 @@ public sealed partial class Qcow2Image
             1 + tableClusters + blocks + l1Clusters);
     }
 
-    private static async Task WriteLayoutAsync(IBlockStorage storage, Layout layout, CancellationToken ct)
+    /// <summary>Writes the planned image onto <paramref name="storage"/>, replacing its content, and syncs.</summary>
+    public static async Task WriteAsync(IBlockStorage storage, Layout layout, CancellationToken ct)
     {
         int cs = layout.FirstCluster.Length;
         await storage.SetLengthAsync(0, ct).ConfigureAwait(false);
