@@ -57,6 +57,9 @@ public class DocHarnessTests
         Assert.Empty(RunAll("<!-- varies: took * s -->\n```console\n$ echo took $RANDOM s\ntook 0.5 s\n```"));
         Assert.Single(RunAll("<!-- varies: took * s -->\n```console\n$ echo took 3 ms\ntook 0.5 s\n```"));
         Assert.Single(RunAll("<!-- varies: took * s -->\n```console\n$ echo spent 3 s\ntook 0.5 s\n```"));
+        // A pattern keeps its leading spaces, as indented JSON lines need.
+        Assert.Empty(RunAll("<!-- varies:   \"n\": *, -->\n```console\n$ echo '  \"n\": 7,'\n  \"n\": 5,\n```"));
+        Assert.Single(RunAll("<!-- varies:   \"n\": *, -->\n```console\n$ echo '\"n\": 7,'\n  \"n\": 5,\n```"));
     }
 
     [Fact]

@@ -12,7 +12,8 @@ namespace Qed.Interop.Tests.Docs;
 /// <item><c>&lt;!-- not run: REASON --&gt;</c>: the block is not run (instructions for a fresh machine, runs of hours).
 /// Every other <c>console</c>, <c>sh</c> and <c>csharp</c> block runs.</item>
 /// <item><c>&lt;!-- varies: PATTERN --&gt;</c> (console only): an expected output line that matches PATTERN, where
-/// <c>*</c> stands for any text, matches any output line that matches the same PATTERN. Only for what honestly
+/// <c>*</c> stands for any text, matches any output line that matches the same PATTERN. The pattern is the text after
+/// "varies: " up to " --&gt;", leading spaces included (indented JSON lines). Only for what honestly
 /// changes between runs (timings, sizes the filesystem decides); everything else is compared exactly.</item>
 /// <item><c>&lt;!-- continued --&gt;</c>: the block runs after the previous block of the file, in the same folder
 /// (one session spread over several sections).</item>
@@ -83,9 +84,9 @@ public static partial class MarkdownBlocks
             for (int m = first; m < start; m++)
             {
                 string marker = Marker().Match(lines[m]).Groups["text"].Value.Trim();
-                if (Take(marker, "setup:") is { } command) setup.Add(command);
-                else if (Take(marker, "not run:") is { } reason) notRun = reason;
-                else if (Take(marker, "varies:") is { } pattern) varies.Add(pattern);
+                if (Take(marker, "setup:") is { } command) setup.Add(command.Trim());
+                else if (Take(marker, "not run:") is { } reason) notRun = reason.Trim();
+                else if (Take(marker, "varies:") is { } pattern) varies.Add(pattern.Length > 0 && pattern[0] == ' ' ? pattern[1..] : pattern);
                 else if (marker == "continued") continues = true;
                 else problems.Add($"unknown marker '<!-- {marker} -->' (setup:, not run:, varies: or continued)");
             }
@@ -96,8 +97,9 @@ public static partial class MarkdownBlocks
         return blocks;
     }
 
+    /// <summary>The text after <paramref name="keyword"/>, untrimmed: a varies pattern keeps its leading spaces.</summary>
     private static string? Take(string marker, string keyword) =>
-        marker.StartsWith(keyword, StringComparison.Ordinal) ? marker[keyword.Length..].Trim() : null;
+        marker.StartsWith(keyword, StringComparison.Ordinal) ? marker[keyword.Length..] : null;
 
     [GeneratedRegex(@"^ {0,3}(?<fence>`{3,})(?<info>[^`]*)$")]
     private static partial Regex Fence();
