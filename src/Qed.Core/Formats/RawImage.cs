@@ -71,7 +71,7 @@ public sealed class RawImage : DiskImage
     /// <inheritdoc />
     public override int ClusterSize => 4096;
     /// <inheritdoc />
-    public override long? AllocatedBytes => Qed.Storage.HostSize.Of(_file);
+    public override long? AllocatedBytes => HostSize.Of(_file);
 
     /// <inheritdoc />
     public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)

@@ -80,7 +80,7 @@ public sealed partial class Qcow2Image : DiskImage
     public override int ClusterSize => _clusterSize;
 
     /// <inheritdoc />
-    public override long? AllocatedBytes => Qed.Storage.HostSize.Of(_file);
+    public override long? AllocatedBytes => HostSize.Of(_file);
 
     /// <summary>The header as read at open (the refcount table may have moved since; see the file).</summary>
     public Qcow2Header Header => _header;

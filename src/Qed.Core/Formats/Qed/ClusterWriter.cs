@@ -1,103 +1,39 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using Qed.Formats.Shared;
 using Qed.Storage;
 
-namespace Qed;
+namespace Qed.Formats.Qed;
 
-// The write path. Crash-safety rules (see DESIGN.md):
-// - a new cluster is written (and, with a backing file, flushed) before any L2 entry points at it;
-// - clusters come from the end of the file and are never reused, so a crash can leak space but never alias data;
-// - without a backing file, entries may reach the disk before their data, which NEED_CHECK covers.
-// Allocations of different clusters run concurrently; two requests for the same cluster agree through _inflight.
-public sealed partial class QedImage
+/// <summary>
+/// The write path below the request gate: in-place writes, allocating writes, write-zeroes, discard and flush.
+/// </summary>
+/// <remarks>
+/// Crash-safety rules (see DESIGN.md): a new cluster is written (and, with a backing file, flushed) before any L2
+/// entry on disk points at it (<see cref="MetadataWriteBack"/> orders that); clusters come from the end of the file and
+/// are never reused (<see cref="ClusterAllocator"/>), so a crash can leak space but never alias data; without a backing
+/// file, entries may reach the disk before their data, which NEED_CHECK covers (<see cref="NeedCheckTracker"/>).
+/// Allocations of different clusters run concurrently; two requests for the same cluster agree through
+/// <see cref="ClusterClaims"/>. This type holds no state of its own: each allocation's one section under the metadata
+/// lock (handed in by the image, which owns it) checks the claims, finds or creates the table, claims the clusters,
+/// pins the table and reserves the clusters in one step, each through its owner's <c>...Locked</c> method.
+/// </remarks>
+internal sealed class ClusterWriter(IBlockStorage file, QedGeometry geometry, L1Table l1, L2TableCache cache,
+    EntryValidator validator, ClusterAllocator allocator, ClusterClaims claims, MetadataWriteBack writeBack,
+    NeedCheckTracker needCheck, BackingChain backing, Lock metaLock)
 {
-    /// <summary>
-    /// Test hook: skip the flush between a new cluster's data and the L2 entry that points at it, so the crash test
-    /// can show that it catches metadata reaching the disk before data. Never set outside tests.
-    /// </summary>
-    internal bool TestSkipDataFlush { get; set; }
+    private readonly QedGeometry _g = geometry;
 
-    /// <summary>Guest clusters whose allocation is in flight, and who holds them. Under _metaLock.</summary>
-    private readonly Dictionary<long, Claim> _inflight = new();
-    private readonly Stack<Claim> _freeClaims = new(); // under _metaLock
-
-    /// <summary>
-    /// One request's hold on the clusters it is changing. A request that needs one of them waits for the end of the
-    /// hold; the signal it waits on is made only then, since almost no claim is ever waited for, and claims are
-    /// reused, so an allocating write costs no allocation of its own.
-    /// </summary>
-    private sealed class Claim
-    {
-        private TaskCompletionSource? _released; // under _metaLock
-
-        /// <summary>What a request that needs these clusters waits for. Under _metaLock.</summary>
-        public Task Released => (_released ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-
-        /// <summary>Ends the hold: returns the signal to set once out of the lock, if anyone waits. Under _metaLock.</summary>
-        public TaskCompletionSource? End()
-        {
-            var released = _released;
-            _released = null;
-            return released;
-        }
-    }
-
-    /// <summary>A claim on <paramref name="count"/> clusters from <paramref name="firstCluster"/>. Under _metaLock.</summary>
-    private Claim ClaimLocked(long firstCluster, int count)
-    {
-        var claim = _freeClaims.TryPop(out var free) ? free : new Claim();
-        for (long c = firstCluster; c < firstCluster + count; c++) _inflight[c] = claim;
-        return claim;
-    }
-
-    /// <summary>Releases a claim and returns it for reuse; returns the signal to set once out of the lock. Under _metaLock.</summary>
-    private TaskCompletionSource? ReleaseLocked(Claim claim, long firstCluster, int count)
-    {
-        for (long c = firstCluster; c < firstCluster + count; c++) _inflight.Remove(c);
-        var released = claim.End();
-        if (_freeClaims.Count < 64) _freeClaims.Push(claim);
-        return released;
-    }
-
-    /// <inheritdoc />
-    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
-    {
-        if (!_gate.TryEnter()) return WriteGatedAsync(offset, data, cancellationToken);
-        ValueTask pending;
-        try { pending = WriteCoreAsync(offset, data, cancellationToken); }
-        catch { _gate.Leave(); throw; }
-        return _gate.LeaveWhenDone(pending);
-    }
-
+    /// <summary>Writes guest data at <paramref name="offset"/>, allocating clusters that are not yet.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteGatedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        try { await WriteCoreAsync(offset, data, cancellationToken).ConfigureAwait(false); }
-        finally { _gate.Leave(); }
-    }
-
-    /// <summary>The write, inside the gate.</summary>
-    private ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
-    {
-        CheckWritable();
-        CheckRange(offset, data.Length);
-        ThrowIfFailed();
-        // Fast path: a write that lands in place in one run of allocated clusters needs no state machine of ours.
-        if (data.Length > 0 && TryLookupCached(offset, data.Length, out var extent) && extent.Kind == ExtentKind.Data && extent.Length == data.Length)
-            return _file.WriteAsync(extent.FileOffset, data, cancellationToken);
-        return WriteSlowAsync(offset, data, cancellationToken);
-    }
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteSlowAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         while (data.Length > 0)
         {
-            var extent = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
+            var extent = await cache.LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
             int n = (int)extent.Length;
             if (extent.Kind == ExtentKind.Data)
-                await _file.WriteAsync(extent.FileOffset, data[..n], cancellationToken).ConfigureAwait(false);
+                await file.WriteAsync(extent.FileOffset, data[..n], cancellationToken).ConfigureAwait(false);
             else if (!await AllocateAsync(offset, data[..n], n, extent.Kind, zeroClusters: false, cancellationToken).ConfigureAwait(false))
                 continue; // another request changed these clusters: look again
             offset += n;
@@ -105,28 +41,17 @@ public sealed partial class QedImage
         }
     }
 
-    /// <inheritdoc />
-    public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
+    /// <summary>Makes [offset, offset+length) read as zeroes (the caller checked the range, or may zero past the size).</summary>
+    public async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        try { await WriteZeroesCoreAsync(offset, length, checkRange: true, cancellationToken).ConfigureAwait(false); }
-        finally { _gate.Leave(); }
-    }
-
-    /// <summary>Write-zeroes inside the gate (or by the pausing operation, which may zero past the guest size).</summary>
-    private async ValueTask WriteZeroesCoreAsync(long offset, long length, bool checkRange, CancellationToken cancellationToken)
-    {
-        CheckWritable();
-        if (checkRange) CheckRange(offset, length);
-        ThrowIfFailed();
         while (length > 0)
         {
-            var extent = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            var extent = await cache.LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
             long n = extent.Length;
             switch (extent.Kind)
             {
                 case ExtentKind.Data:
-                    await _file.ZeroRangeAsync(extent.FileOffset, n, cancellationToken).ConfigureAwait(false);
+                    await file.ZeroRangeAsync(extent.FileOffset, n, cancellationToken).ConfigureAwait(false);
                     break;
                 case ExtentKind.Unallocated:
                     n = await ZeroUnallocatedAsync(offset, n, cancellationToken).ConfigureAwait(false);
@@ -146,73 +71,42 @@ public sealed partial class QedImage
     private async ValueTask<long> ZeroUnallocatedAsync(long offset, long length, CancellationToken ct)
     {
         long end = offset + length;
-        long mask = _clusterSize - 1;
-        long wholeStart = (offset + mask) & ~mask;
-        long wholeEnd = end & ~mask;
+        long wholeStart = _g.RoundUp(offset);
+        long wholeEnd = _g.RoundDown(end);
         if (offset == wholeStart && wholeEnd > wholeStart)
         {
             long n = wholeEnd - wholeStart;
             return await AllocateAsync(offset, default, n, ExtentKind.Unallocated, zeroClusters: true, ct).ConfigureAwait(false) ? n : 0;
         }
-        long partEnd = Math.Min(end, offset == wholeStart ? offset + _clusterSize : wholeStart);
+        long partEnd = Math.Min(end, offset == wholeStart ? offset + _g.ClusterSize : wholeStart);
         long partLength = partEnd - offset;
-        if (_backing is null || offset >= _backing.Size) return partLength; // reads as zeroes already
+        if (!backing.Covers(offset)) return partLength; // reads as zeroes already
         var zeroes = partLength <= Zeroes.Block.Length ? Zeroes.Block[..(int)partLength] : new byte[partLength];
         return await AllocateAsync(offset, zeroes, partLength, ExtentKind.Unallocated, zeroClusters: false, ct).ConfigureAwait(false) ? partLength : 0;
     }
 
-    /// <inheritdoc />
-    /// <remarks>
-    /// Whole data clusters keep their L2 entries and have their host range punched out: the space goes back to the host
-    /// and the clusters read as zeroes (with or without a backing file, as qcow2 v3 discards), and the image stays
-    /// check-clean, since nothing is unmapped. Nothing is freed, so nothing is ever reused: a cluster's file offset
-    /// belongs to its guest cluster for as long as the mapping lives (defragment and shrink move or drop mappings only
-    /// with every request drained), and a punch can never land on another cluster's data. No metadata changes, so
-    /// nothing is ordered against a flush; a crash leaves each sector with its old content or zeroes. Unallocated and
-    /// zero clusters, and partial clusters, are left alone: discard is advisory.
-    /// </remarks>
-    public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    /// <summary>Punches out the whole data clusters under [offset, offset+length); see <see cref="QedImage.DiscardAsync"/>.</summary>
+    public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        try { await DiscardCoreAsync(offset, length, cancellationToken).ConfigureAwait(false); }
-        finally { _gate.Leave(); }
-    }
-
-    private async ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        CheckWritable();
-        CheckRange(offset, length);
-        ThrowIfFailed();
-        long mask = _clusterSize - 1;
-        long end = offset + length;
-        offset = (offset + mask) & ~mask;
-        end &= ~mask;
+        long end = _g.RoundDown(offset + length);
+        offset = _g.RoundUp(offset);
         while (offset < end)
         {
             // Both ends are cluster aligned, so a data run found here is whole clusters. A data entry never changes
             // while a request is inside the gate, so the run's file offset stays this cluster's until the punch is done.
-            var extent = await LookupAsync(offset, end - offset, cancellationToken).ConfigureAwait(false);
+            var extent = await cache.LookupAsync(offset, end - offset, cancellationToken).ConfigureAwait(false);
             if (extent.Kind == ExtentKind.Data)
-                await _file.ZeroRangeAsync(extent.FileOffset, extent.Length, cancellationToken).ConfigureAwait(false);
+                await file.ZeroRangeAsync(extent.FileOffset, extent.Length, cancellationToken).ConfigureAwait(false);
             offset += extent.Length;
         }
     }
 
-    /// <inheritdoc />
-    public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    /// <summary>Writes back dirty metadata, syncs, and lets NEED_CHECK clear once the image goes idle.</summary>
+    public async ValueTask FlushAsync(CancellationToken cancellationToken)
     {
-        if (_readOnly) return;
-        await _gate.EnterAsync(cancellationToken).ConfigureAwait(false);
-        try { await FlushCoreAsync(cancellationToken).ConfigureAwait(false); }
-        finally { _gate.Leave(); }
-    }
-
-    /// <summary>Flush inside the gate, or by the pausing operation.</summary>
-    private async ValueTask FlushCoreAsync(CancellationToken cancellationToken)
-    {
-        await WriteBackMetadataAsync().ConfigureAwait(false);
-        await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
-        ScheduleNeedCheckClear();
+        await writeBack.WriteBackAsync().ConfigureAwait(false);
+        await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        needCheck.ScheduleClear();
     }
 
     /// <summary>
@@ -222,52 +116,46 @@ public sealed partial class QedImage
     /// when another request got to one of the clusters first, so the caller must look again.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<bool> AllocateAsync(long offset, ReadOnlyMemory<byte> data, long length, ExtentKind kind,
+    public async ValueTask<bool> AllocateAsync(long offset, ReadOnlyMemory<byte> data, long length, ExtentKind kind,
         bool zeroClusters, CancellationToken ct)
     {
-        long firstCluster = offset >> _clusterBits;
-        int count = (int)(((offset + length - 1) >> _clusterBits) - firstCluster + 1);
-        int l1Index = L1IndexOf(offset);
-        int l2First = L2IndexOf(offset);
-        ulong expected = kind == ExtentKind.Zero ? ZeroClusterEntry : 0;
+        long firstCluster = _g.ClusterOf(offset);
+        int count = (int)(_g.ClusterOf(offset + length - 1) - firstCluster + 1);
+        int l1Index = _g.L1IndexOf(offset);
+        int l2First = _g.L2IndexOf(offset);
+        ulong expected = kind == ExtentKind.Zero ? EntryValidator.ZeroClusterEntry : 0;
 
         // Decided once: a stream may detach the backing file meanwhile. Without one, entries may reach the disk ahead of
-        // their data, so NEED_CHECK must be durable first (QedImage.NeedCheck.cs).
-        bool backed = _backing != null;
-        await BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
-        Claim? mine = null;
-        Task? wait = null;
+        // their data, so NEED_CHECK must be durable first.
+        bool backed = backing.Current != null;
+        await needCheck.BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
+        ClusterClaims.Claim? mine = null;
+        Task? wait;
         L2Table? table = null;
         long dataOffset = 0;
         try
         {
-            lock (_metaLock)
+            lock (metaLock)
             {
-                for (long c = firstCluster; c < firstCluster + count && wait is null; c++)
-                    if (_inflight.TryGetValue(c, out var other)) wait = other.Released;
-                if (wait is null && _tables.TryGetValue(l1Index, out var tableTask))
-                {
-                    if (tableTask.IsCompletedSuccessfully) table = tableTask.Result;
-                    else wait = tableTask;
-                }
-                if (wait is null && (table != null || Volatile.Read(ref _l1[l1Index]) == 0))
+                wait = claims.FindHolderLocked(firstCluster, count);
+                if (wait is null) table = cache.FindLocked(l1Index, out wait);
+                if (wait is null && (table != null || l1[l1Index] == 0))
                 {
                     if (table is null)
                     {
                         // A new table goes first, so the data clusters that follow it are contiguous.
-                        table = new L2Table(l1Index, (ulong)Reserve(_tableBytes), new ulong[_entriesPerTable], linked: false);
-                        IndexNewTable(l1Index, (long)table.FileOffset);
-                        _tables[l1Index] = Task.FromResult(table);
-                        Volatile.Write(ref _ready[l1Index], table);
+                        table = new L2Table(l1Index, (ulong)allocator.ReserveLocked(_g.TableBytes), new ulong[_g.EntriesPerTable], linked: false);
+                        validator.AddTable(l1Index, (long)table.FileOffset);
+                        cache.AddNewLocked(table);
                     }
                     bool unchanged = true;
                     for (int i = 0; i < count && unchanged; i++)
-                        unchanged = Volatile.Read(ref table.Entries[l2First + i]) == expected;
+                        unchanged = table.Entry(l2First + i) == expected;
                     if (unchanged)
                     {
-                        mine = ClaimLocked(firstCluster, count);
-                        table.Pins++;
-                        if (!zeroClusters) dataOffset = Reserve((long)count * _clusterSize);
+                        mine = claims.ClaimLocked(firstCluster, count);
+                        cache.PinLocked(table);
+                        if (!zeroClusters) dataOffset = allocator.ReserveLocked((long)count * _g.ClusterSize);
                     }
                 }
             }
@@ -281,13 +169,13 @@ public sealed partial class QedImage
             // From here on the clusters are ours: finish without cancellation, or leak them on an I/O error.
             if (!zeroClusters)
             {
-                GrowAheadIfAsked();
+                allocator.GrowAheadIfAsked();
                 await WriteNewClustersAsync(dataOffset, offset, data, kind).ConfigureAwait(false);
-                await CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_clusterSize, eager: false).ConfigureAwait(false);
+                await writeBack.CommitEntriesAsync(table!, l2First, count, (ulong)dataOffset, (ulong)_g.ClusterSize, eager: false).ConfigureAwait(false);
             }
             else
             {
-                await CommitEntriesAsync(table!, l2First, count, ZeroClusterEntry, 0, eager: false).ConfigureAwait(false);
+                await writeBack.CommitEntriesAsync(table!, l2First, count, EntryValidator.ZeroClusterEntry, 0, eager: false).ConfigureAwait(false);
             }
             return true;
         }
@@ -296,14 +184,14 @@ public sealed partial class QedImage
             if (mine != null)
             {
                 TaskCompletionSource? released;
-                lock (_metaLock)
+                lock (metaLock)
                 {
-                    released = ReleaseLocked(mine, firstCluster, count);
-                    table!.Pins--;
+                    released = claims.ReleaseLocked(mine, firstCluster, count);
+                    cache.UnpinLocked(table!);
                 }
                 released?.SetResult();
             }
-            EndAllocation();
+            needCheck.EndAllocation();
         }
     }
 
@@ -315,41 +203,35 @@ public sealed partial class QedImage
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteNewClustersAsync(long fileOffset, long offset, ReadOnlyMemory<byte> data, ExtentKind kind)
     {
-        long mask = _clusterSize - 1;
-        long head = offset & mask;
+        long head = _g.InCluster(offset);
         long end = offset + data.Length;
-        long tail = ((end + mask) & ~mask) - end;
+        long tail = _g.RoundUp(end) - end;
         if (head > 0 && NeedsFill(fileOffset, offset - head, kind)) await FillAsync(fileOffset, offset - head, head, kind).ConfigureAwait(false);
-        await _file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
+        await file.WriteAsync(fileOffset + head, data).ConfigureAwait(false);
         if (tail > 0 && NeedsFill(fileOffset + head + data.Length, end, kind)) await FillAsync(fileOffset + head + data.Length, end, tail, kind).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Whether part of a new cluster must be written: with data from the backing file, or with zeroes over stale bytes.
-    /// Past the file's length at open nothing was ever written, so there the cluster already reads as zeroes; and
-    /// Reserve extended the file over every reserved cluster, so none ends up as a trailing partial one.
+    /// Past the file's length at open nothing was ever written, so there the cluster already reads as zeroes; and the
+    /// allocator extended the file over every reserved cluster, so none ends up as a trailing partial one.
     /// </summary>
-    private bool NeedsFill(long fileOffset, long guestOffset, ExtentKind kind)
-    {
-        var backing = _backing;
-        return (kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size) || fileOffset < _staleEnd;
-    }
+    private bool NeedsFill(long fileOffset, long guestOffset, ExtentKind kind) =>
+        (kind == ExtentKind.Unallocated && backing.Covers(guestOffset)) || fileOffset < allocator.StaleEnd;
 
     private async ValueTask FillAsync(long fileOffset, long guestOffset, long length, ExtentKind kind)
     {
-        var backing = _backing;
-        bool fromBacking = kind == ExtentKind.Unallocated && backing != null && guestOffset < backing.Size;
-        if (!fromBacking)
+        if (!(kind == ExtentKind.Unallocated && backing.Covers(guestOffset)))
         {
-            await Zeroes.WriteAsync(_file, fileOffset, length, CancellationToken.None).ConfigureAwait(false); // stale bytes
+            await Zeroes.WriteAsync(file, fileOffset, length, CancellationToken.None).ConfigureAwait(false); // stale bytes
             return;
         }
         var buffer = ArrayPool<byte>.Shared.Rent((int)length);
         try
         {
             var slice = buffer.AsMemory(0, (int)length);
-            await ReadBackingAsync(guestOffset, slice, CancellationToken.None).ConfigureAwait(false);
-            await _file.WriteAsync(fileOffset, slice).ConfigureAwait(false);
+            await backing.ReadAsync(guestOffset, slice, CancellationToken.None).ConfigureAwait(false);
+            await file.WriteAsync(fileOffset, slice).ConfigureAwait(false);
         }
         finally
         {

@@ -1,6 +1,7 @@
-using System.Buffers.Binary;
-using System.Numerics;
 using Qed.Format;
+using Qed.Formats.Qed;
+using Qed.Formats.Qed.Maintenance;
+using Qed.Formats.Shared;
 using Qed.Storage;
 
 namespace Qed;
@@ -8,66 +9,65 @@ namespace Qed;
 /// <summary>
 /// A QED image: a two-level table (L1 → L2 → data cluster) over one file, with an optional backing image beneath.
 /// Thread-safe and positional: reads and in-place writes run concurrently, allocating writes to different clusters
-/// proceed concurrently, and metadata reaches the disk in an order that survives a crash at any instant
-/// (see QedImage.Write.cs).
+/// proceed concurrently, and metadata reaches the disk in an order that survives a crash at any instant.
 /// </summary>
+/// <remarks>
+/// The façade: it wires the engine's components (docs/architecture.md draws them), implements <see cref="DiskImage"/>
+/// on them, and runs each request inside the request gate that maintenance pauses. The components own their state;
+/// the one lock several of them share (the metadata lock: table cache, claims, allocation cursor, dirty set) is
+/// created here and handed to them, and used only inside their <c>...Locked</c> methods and the allocation's one
+/// section in <see cref="ClusterWriter"/>.
+/// </remarks>
 public sealed partial class QedImage : DiskImage
 {
     private readonly IBlockStorage _file;
-    private volatile DiskImage? _backing;          // null once streamed away (see QedImage.Stream.cs)
-    private readonly List<DiskImage> _retiredBackings = new(); // detached, disposed at close: reads may still use them
     private readonly bool _readOnly;
-    private QedHeader _header;
-
-    // Geometry, fixed at open.
-    private readonly int _clusterSize;
-    private readonly int _clusterBits;
-    private readonly int _entryBits;          // log2(entries per table)
-    private readonly int _entriesPerTable;
-    private readonly int _tableBytes;
-    private readonly long _headerBytes;
+    private readonly QedGeometry _g;
     private long _size; // changes only while the gate is paused (online resize), so a request sees one value
 
-    /// <summary>Pauses requests for maintenance batches (defragment, online resize): see RequestGate.cs.</summary>
+    /// <summary>Pauses requests for maintenance batches (defragment, online resize).</summary>
     private readonly RequestGate _gate = new();
+    private readonly FailureLatch _latch;
+    private readonly HeaderWriter _header;
+    private readonly BackingChain _backing;
+    private readonly L2TableCache _cache;
+    private readonly ClusterAllocator _allocator;
+    private readonly MetadataWriteBack _writeBack;
+    private readonly NeedCheckTracker _needCheck;
+    private readonly ClusterWriter _writer;
+    private readonly Defragmenter _defragmenter;
+    private readonly OnlineResizer _resizer;
 
-    private QedImage(IBlockStorage file, QedHeader header, ulong[] l1, DiskImage? backing, string? backingName, bool readOnly, long cacheBudget)
+    private QedImage(IBlockStorage file, QedHeader header, ulong[] l1Entries, DiskImage? backing, string? backingName,
+        bool readOnly, long cacheBudget, QedTuning tuning)
     {
-        _cacheBudget = cacheBudget;
-        // Write-through storage promises that a completed write is durable, so metadata cannot wait for a flush.
-        _writeThrough = file is FileStorage { Cache: CacheMode.WriteThrough or CacheMode.DirectSync };
         _file = file;
-        _header = header;
-        _l1 = l1;
-        _ready = new L2Table?[l1.Length];
-        _backing = backing;
-        BackingFilename = backingName;
         _readOnly = readOnly;
-        _clusterSize = (int)header.ClusterSize;
-        _clusterBits = BitOperations.Log2(header.ClusterSize);
-        _tableBytes = (int)(header.ClusterSize * header.TableSize);
-        _entriesPerTable = _tableBytes / 8;
-        _entryBits = BitOperations.Log2((uint)_entriesPerTable);
-        _headerBytes = (long)header.HeaderSize * header.ClusterSize;
+        _g = new QedGeometry(header);
         _size = (long)header.ImageSize;
-        long length = file.Length;
-        _fileEnd = length / _clusterSize * _clusterSize;
-        _staleEnd = length;
-        _extendedTo = length;
-        _dataSync = new SyncCoalescer(() => _file.FlushAsync().AsTask());
-        _dataBeforeEntries = backing != null;
+        var metaLock = new Lock();
+        _latch = new FailureLatch(file.Name);
+        _header = new HeaderWriter(file, header, backingName);
+        _backing = new BackingChain(backing);
+        var l1 = new L1Table(file, _g, l1Entries);
+        _allocator = new ClusterAllocator(file, _g.ClusterSize, file.Length, metaLock);
+        var validator = new EntryValidator(_g, _allocator, _latch);
+        validator.IndexTables(l1);
+        // Write-through storage promises that a completed write is durable, so metadata cannot wait for a flush.
+        // Opened over a backing file, data is made durable before the entries pointing at it are written; kept after
+        // a stream detaches the backing file, for entries of allocations that began before.
+        bool writeThrough = file is FileStorage { Cache: CacheMode.WriteThrough or CacheMode.DirectSync };
+        _writeBack = new MetadataWriteBack(file, l1, _latch, metaLock, writeThrough, dataBeforeEntries: backing != null, tuning.SkipDataFlush);
+        _cache = new L2TableCache(file, _g, l1, validator, _writeBack, metaLock, cacheBudget);
         // An image still marked NEED_CHECK here was not repaired (read-only, or opened for check itself): its bit
         // stays set until a check clears it.
-        _needCheckOnDisk = header.NeedsCheck;
-        _keepNeedCheck = header.NeedsCheck;
-        IndexTables();
+        _needCheck = new NeedCheckTracker(_header, keep: header.NeedsCheck, tuning.NeedCheckClearDelay);
+        _writer = new ClusterWriter(file, _g, l1, _cache, validator, _allocator, new ClusterClaims(metaLock), _writeBack,
+            _needCheck, _backing, metaLock);
+        _defragmenter = new Defragmenter(file, _g, l1, _cache, validator, _allocator, _writeBack, _latch, _gate, tuning.DefragBatchBytes);
+        _resizer = new OnlineResizer(file, _g, _header, l1, _cache, validator, _allocator, _writeBack, _writer, _backing,
+            _latch, _gate, size => Volatile.Write(ref _size, size));
     }
-
-    private readonly bool _keepNeedCheck;
-    private readonly bool _writeThrough; // every metadata update is written before the request completes
-    // Opened over a backing file: data is made durable before the entries pointing at it are written. Kept after a
-    // stream detaches the backing file, for entries of allocations that began before.
-    private readonly bool _dataBeforeEntries;
 
     /// <inheritdoc />
     public override string Format => "qed";
@@ -82,28 +82,46 @@ public sealed partial class QedImage : DiskImage
     public override bool IsReadOnly => _readOnly;
 
     /// <inheritdoc />
-    public override DiskImage? Backing => _backing;
+    public override DiskImage? Backing => _backing.Current;
 
     /// <inheritdoc />
-    public override int ClusterSize => _clusterSize;
+    public override int ClusterSize => _g.ClusterSize;
 
     /// <summary>The header as it is now (NEED_CHECK and auto-clear bits change while the image is open).</summary>
-    public QedHeader Header => _header;
+    public QedHeader Header => _header.Current;
 
     /// <summary>The backing file name as stored in the header, or null.</summary>
-    public string? BackingFilename { get; private set; }
+    public string? BackingFilename => _header.BackingName;
 
     /// <summary>"raw" when the header forbids probing the backing file (BACKING_FORMAT_NO_PROBE), else null.</summary>
-    public string? BackingFormat => (_header.Features & QedFeatures.BackingFormatNoProbe) != 0 && BackingFilename != null ? "raw" : null;
+    public string? BackingFormat => (Header.Features & QedFeatures.BackingFormatNoProbe) != 0 && BackingFilename != null ? "raw" : null;
 
     /// <summary>Whether the NEED_CHECK bit is set on disk or about to be.</summary>
-    public bool IsDirty => _header.NeedsCheck;
+    public bool IsDirty => Header.NeedsCheck;
 
     /// <inheritdoc />
-    public override long? AllocatedBytes => Qed.Storage.HostSize.Of(_file);
+    public override long? AllocatedBytes => HostSize.Of(_file);
 
     /// <summary>The storage under the image, for tools such as check.</summary>
     internal IBlockStorage Storage => _file;
+
+    /// <summary>Formats known as backing files.</summary>
+    internal static readonly string[] KnownFormats = ["qed", "raw", "qcow2"];
+
+    /// <summary>
+    /// Creates a QED image file, replacing any file of that name. All options are validated, and the backing file
+    /// opened, before the file is touched; if writing fails the file is removed.
+    /// </summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
+    public static Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+        QedImageCreator.CreateAsync(path, options, cancellationToken);
+
+    /// <summary>Writes a new, empty QED image onto <paramref name="storage"/> (whose old content is discarded).</summary>
+    public static Task CreateAsync(IBlockStorage storage, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+        QedImageCreator.CreateAsync(storage, options, cancellationToken);
+
+    /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
+    public static string ResolveBackingPath(string imagePath, string backingName) => ImageName.ResolveBacking(imagePath, backingName);
 
     /// <summary>
     /// Opens a QED image on <paramref name="file"/>. <paramref name="openBacking"/> is called with the backing name
@@ -111,8 +129,13 @@ public sealed partial class QedImage : DiskImage
     /// <see cref="ImageOpenOptions.NoBacking"/>, the backing chain is not opened.
     /// </summary>
     /// <exception cref="ImageFormatException">The header or L1 table is malformed.</exception>
-    public static async Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
-        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default)
+    public static Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
+        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default) =>
+        OpenAsync(file, options, openBacking, QedTuning.Default, cancellationToken);
+
+    /// <summary>Opens as the public overload does, with test tuning (<see cref="QedTuning"/>).</summary>
+    internal static async Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options,
+        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking, QedTuning tuning, CancellationToken cancellationToken = default)
     {
         options ??= new ImageOpenOptions();
         bool readOnly = options.ReadOnly || !file.CanWrite;
@@ -135,14 +158,14 @@ public sealed partial class QedImage : DiskImage
         {
             // Auto-clear bits belong to features we do not know; a writer that does not maintain them clears them all.
             header = header with { AutoclearFeatures = 0 };
-            await WriteHeaderAsync(file, header, cancellationToken).ConfigureAwait(false);
+            await HeaderWriter.WriteAsync(file, header, cancellationToken).ConfigureAwait(false);
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
 
         if (!readOnly && header.NeedsCheck && !options.SkipAutomaticCheck)
             header = await Check.QedChecker.RepairOnOpenAsync(file, header, cancellationToken).ConfigureAwait(false);
 
-        var l1 = await ReadTableAsync(file, (long)header.L1TableOffset, (int)(header.ClusterSize * header.TableSize), cancellationToken).ConfigureAwait(false);
+        var l1 = await TableCodec.ReadAsync(file, (long)header.L1TableOffset, (int)(header.ClusterSize * header.TableSize), cancellationToken).ConfigureAwait(false);
 
         DiskImage? backing = null;
         if (backingName != null && !options.NoBacking && openBacking != null)
@@ -150,47 +173,35 @@ public sealed partial class QedImage : DiskImage
             string? format = (header.Features & QedFeatures.BackingFormatNoProbe) != 0 ? "raw" : null;
             backing = await openBacking(backingName, format, cancellationToken).ConfigureAwait(false);
         }
-        return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes);
+        return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes, tuning);
     }
 
-    /// <summary>Reads a table of little-endian u64 entries.</summary>
-    internal static async Task<ulong[]> ReadTableAsync(IBlockStorage file, long offset, int bytes, CancellationToken ct)
-    {
-        var raw = new byte[bytes];
-        await file.ReadAsync(offset, raw, ct).ConfigureAwait(false);
-        var entries = new ulong[bytes / 8];
-        for (int i = 0; i < entries.Length; i++)
-            entries[i] = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(i * 8));
-        return entries;
-    }
+    /// <summary>Reads a table of little-endian u64 entries (for the checker and the offline editor).</summary>
+    internal static Task<ulong[]> ReadTableAsync(IBlockStorage file, long offset, int bytes, CancellationToken ct) =>
+        TableCodec.ReadAsync(file, offset, bytes, ct);
 
     /// <summary>Writes the 64-byte header at offset 0 (the backing name after it is left alone).</summary>
-    internal static ValueTask WriteHeaderAsync(IBlockStorage file, QedHeader header, CancellationToken ct)
-    {
-        var bytes = new byte[QedHeader.Size];
-        header.WriteTo(bytes);
-        return file.WriteAsync(0, bytes, ct);
-    }
+    internal static ValueTask WriteHeaderAsync(IBlockStorage file, QedHeader header, CancellationToken ct) =>
+        HeaderWriter.WriteAsync(file, header, ct);
 
     /// <inheritdoc />
     protected override async ValueTask DisposeCoreAsync()
     {
         try
         {
-            await StopIdleClearAsync().ConfigureAwait(false);
-            if (!_readOnly && _failure == null)
+            await _needCheck.StopAsync().ConfigureAwait(false);
+            if (!_readOnly && _latch.Failure == null)
             {
-                await WriteBackMetadataAsync().ConfigureAwait(false);
-                await TrimExtensionAsync().ConfigureAwait(false);
+                await _writeBack.WriteBackAsync().ConfigureAwait(false);
+                await _allocator.TrimAsync().ConfigureAwait(false);
                 await _file.FlushAsync().ConfigureAwait(false);
-                await ClearNeedCheckIfIdleAsync(CancellationToken.None).ConfigureAwait(false);
+                await _needCheck.ClearIfIdleAsync(CancellationToken.None).ConfigureAwait(false);
             }
         }
         finally
         {
             await _file.DisposeAsync().ConfigureAwait(false);
-            if (_backing != null) await _backing.DisposeAsync().ConfigureAwait(false);
-            foreach (var retired in _retiredBackings) await retired.DisposeAsync().ConfigureAwait(false);
+            await _backing.DisposeAsync().ConfigureAwait(false);
         }
     }
 }
