@@ -1,3 +1,4 @@
+using Qed.Formats.Qed;
 using Qed.Check;
 using Qed.Formats.Raw;
 using Qed.Storage;
@@ -59,9 +60,9 @@ internal sealed class CrashHarness
         var steps = new List<Step>();
         long sectors = _s.Size / 512;
 
-        var image = await QedImage.OpenAsync(storage, Options, _backing != null ? OpenBacking : null);
-        image.TestSkipDataFlush = _s.BreakOrdering;
-        if (_s.Defrag) image.DefragBatchBytes = 16 << 10; // many batches, interleaved with the step's writes
+        var tuning = new QedTuning { SkipDataFlush = _s.BreakOrdering };
+        if (_s.Defrag) tuning = tuning with { DefragBatchBytes = 16 << 10 }; // many batches, interleaved with the step's writes
+        var image = await QedImage.OpenAsync(storage, Options, _backing != null ? OpenBacking : null, tuning);
         long nextId = 1;
         for (int i = 0; i < _s.Ops; i++)
         {

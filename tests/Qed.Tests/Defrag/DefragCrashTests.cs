@@ -1,3 +1,4 @@
+using Qed.Formats.Qed;
 using Qed.Check;
 using Qed.Formats.Raw;
 using Qed.Storage;
@@ -88,8 +89,7 @@ public class DefragCrashTests
     {
         var setup = await ScatteredAsync(seed, withBacking);
         var storage = new CrashStorage(setup.Initial, "crash.qed");
-        var image = await QedImage.OpenAsync(storage, null, Opener(setup.Backing));
-        image.DefragBatchBytes = 64 << 10; // many batches
+        var image = await QedImage.OpenAsync(storage, null, Opener(setup.Backing), new QedTuning { DefragBatchBytes = 64 << 10 }); // many batches
         await image.DefragmentAsync();
         await image.DisposeAsync();
         int states = await VerifyEveryCrashPointAsync(storage, setup, setup.Model.Length, [setup.Model.Length], seed);
@@ -169,8 +169,7 @@ public class DefragCrashTests
     {
         var setup = await ScatteredAsync(5, withBacking: false, size: 4L << 20);
         var storage = new MemoryStorage(setup.Initial);
-        await using var image = await QedImage.OpenAsync(storage);
-        image.DefragBatchBytes = 64 << 10;
+        await using var image = await QedImage.OpenAsync(storage, null, null, new QedTuning { DefragBatchBytes = 64 << 10 });
         using var cts = new CancellationTokenSource();
         long lastDone = 0, total = 0;
         var progress = new DefragTests.SyncProgress(p =>

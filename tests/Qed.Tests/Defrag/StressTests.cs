@@ -1,3 +1,4 @@
+using Qed.Formats.Qed;
 using System.Diagnostics;
 using Qed.Check;
 using Qed.Formats.Raw;
@@ -133,9 +134,8 @@ public class StressTests(ITestOutputHelper output)
         Func<string, string?, CancellationToken, Task<DiskImage>>? opener =
             backing is null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true));
         var storage = new WatchStorage(memory);
-        var image = await QedImage.OpenAsync(storage, null, opener);
+        var image = await QedImage.OpenAsync(storage, null, opener, new QedTuning { DefragBatchBytes = 256 << 10 }); // many pauses per pass
         storage.FindReference = image.TestFindReference;
-        image.DefragBatchBytes = 256 << 10; // many pauses per pass
 
         var locks = Enumerable.Range(0, Writers).Select(_ => new SemaphoreSlim(1, 1)).ToArray();
         var failures = new List<string>();

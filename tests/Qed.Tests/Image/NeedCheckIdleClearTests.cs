@@ -1,3 +1,4 @@
+using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Tests.Image;
@@ -38,8 +39,7 @@ public class NeedCheckIdleClearTests
         var memory = new MemoryStorage("img");
         await QedImage.CreateAsync(memory, new QedCreateOptions { Size = 64L << 20 });
         var file = new CountingStorage(memory);
-        var image = await QedImage.OpenAsync(file);
-        image.NeedCheckClearDelay = TimeSpan.FromMilliseconds(300);
+        var image = await QedImage.OpenAsync(file, null, null, new QedTuning { NeedCheckClearDelay = TimeSpan.FromMilliseconds(300) });
         var data = new byte[4096];
         const int rounds = 50;
         for (int i = 0; i < rounds; i++)
@@ -72,8 +72,8 @@ public class NeedCheckIdleClearTests
         await QedImage.CreateAsync(memory, new QedCreateOptions { Size = 64L << 20 });
         for (int i = 0; i < 20; i++)
         {
-            var image = await QedImage.OpenAsync(memory);
-            image.NeedCheckClearDelay = TimeSpan.FromMilliseconds(i); // the timer may fire during the close
+            // The timer may fire during the close.
+            var image = await QedImage.OpenAsync(memory, null, null, new QedTuning { NeedCheckClearDelay = TimeSpan.FromMilliseconds(i) });
             await image.WriteAsync(i * 65536L, new byte[512]);
             await image.FlushAsync();
             await image.DisposeAsync();

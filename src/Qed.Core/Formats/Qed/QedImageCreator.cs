@@ -1,17 +1,19 @@
-using System.Numerics;
 using System.Text;
 using Qed.Format;
 using Qed.Storage;
 
-namespace Qed;
+namespace Qed.Formats.Qed;
 
-// Creating images, byte-identical to qemu-img create -f qed: header cluster (header, then the backing name at offset
-// 64) and a zeroed L1 table at cluster 1; nothing else.
-public sealed partial class QedImage
+/// <summary>
+/// Creates QED images byte-identical to <c>qemu-img create -f qed</c>: the header cluster (header, then the backing
+/// name at offset 64) and a zeroed L1 table at cluster 1; nothing else.
+/// </summary>
+/// <remarks>
+/// Invariants: every option is validated, and the backing file opened, before the file is touched; geometries QEMU
+/// 7.2 creates but cannot open are refused; the L1 table is left sparse (it reads as zeroes), as qemu-img leaves it.
+/// </remarks>
+internal static class QedImageCreator
 {
-    /// <summary>Formats known as backing files.</summary>
-    internal static readonly string[] KnownFormats = ["qed", "raw", "qcow2"];
-
     /// <summary>
     /// Creates a QED image file, replacing any file of that name. All options are validated, and the backing file
     /// opened, before the file is touched; if writing fails the file is removed.
@@ -31,9 +33,6 @@ public sealed partial class QedImage
         var (header, name) = PlanLayout(options, options.Size.Value);
         await WriteLayoutAsync(storage, header, name, cancellationToken).ConfigureAwait(false);
     }
-
-    /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
-    public static string ResolveBackingPath(string imagePath, string backingName) => ImageName.ResolveBacking(imagePath, backingName);
 
     /// <summary>Validates the options and builds the header; refuses geometries QEMU 7.2 creates but cannot open.</summary>
     internal static (QedHeader Header, byte[] BackingName) PlanLayout(QedCreateOptions options, long size)
@@ -58,7 +57,7 @@ public sealed partial class QedImage
         var features = QedFeatures.None;
         if (options.BackingFile != null)
         {
-            if (options.BackingFormat != null && !KnownFormats.Contains(options.BackingFormat))
+            if (options.BackingFormat != null && !QedImage.KnownFormats.Contains(options.BackingFormat))
                 throw new ArgumentException($"Unknown backing file format '{options.BackingFormat}'");
             name = Encoding.UTF8.GetBytes(options.BackingFile);
             if (name.Length == 0) throw new ArgumentException("The backing file name is empty");
