@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Attributes;
-using Qed.Format;
+using Qed.Formats.Qed;
 
 namespace Qed.Benchmarks;
 

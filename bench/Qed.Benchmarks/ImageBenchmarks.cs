@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Benchmarks;
 

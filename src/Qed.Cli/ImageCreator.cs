@@ -1,3 +1,5 @@
+using Qed.Formats.Qed;
+
 namespace Qed.Cli;
 
 /// <summary>

@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Formats.Qcow2;
 using Qed.Formats.Raw;
 using Qed.Storage;

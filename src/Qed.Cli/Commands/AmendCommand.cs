@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Qed.Operations;
+using Qed.Formats.Qed;
 
 namespace Qed.Cli.Commands;
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Qed.Formats.Qed;
 
 namespace Qed.Cli.Commands;
 

@@ -1,3 +1,5 @@
+using Qed.Formats.Qed;
+
 namespace Qed.Cli.Io;
 
 /// <summary>alloc, map, length, info, truncate, discard and flush.</summary>

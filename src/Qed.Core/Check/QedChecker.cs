@@ -1,5 +1,5 @@
 using System.Buffers.Binary;
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Check;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 

@@ -1,3 +1,5 @@
+using Qed.Formats.Qed;
+
 namespace Qed.Operations;
 
 /// <summary>What a defragmentation did to the file.</summary>

@@ -1,4 +1,5 @@
 using Qed.Formats.Raw;
+using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 

@@ -1,4 +1,4 @@
-using Qed.Format;
+using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using Qed.Formats.Qcow2;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 

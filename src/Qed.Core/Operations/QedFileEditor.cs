@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Qed.Check;
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Operations;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 
@@ -39,7 +40,7 @@ public static class RebaseOperation
         await using (var editor = await OpenQedAsync(path, format, cancellationToken).ConfigureAwait(false))
         {
             // Refuse what the header write would refuse before copying anything.
-            if (editor.Header.CompatFeatures != 0 || (backing != null && System.Text.Encoding.UTF8.GetByteCount(backing) > Math.Min(Format.QedHeader.MaxBackingNameLength, editor.Header.HeaderSize * editor.Header.ClusterSize - 64))
+            if (editor.Header.CompatFeatures != 0 || (backing != null && System.Text.Encoding.UTF8.GetByteCount(backing) > Math.Min(QedHeader.MaxBackingNameLength, editor.Header.HeaderSize * editor.Header.ClusterSize - 64))
                 || (backingFormat != null && !QedImage.KnownFormats.Contains(backingFormat)))
             {
                 await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error

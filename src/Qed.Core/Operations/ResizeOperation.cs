@@ -1,4 +1,4 @@
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Formats.Qcow2;
 using Qed.Storage;
 

@@ -1,3 +1,5 @@
+using Qed.Formats.Qed;
+
 namespace Qed.Operations;
 
 /// <summary>Options of <see cref="StreamOperation"/>.</summary>

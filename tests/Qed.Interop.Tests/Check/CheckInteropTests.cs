@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using static Qed.Interop.Tests.Check.Tools;
+using Qed.Formats.Qed;
 
 namespace Qed.Interop.Tests.Check;
 

@@ -1,4 +1,5 @@
 using Qed.Interop.Tests.Support;
+using Qed.Formats.Qed;
 
 namespace Qed.Interop.Tests.Docs;
 

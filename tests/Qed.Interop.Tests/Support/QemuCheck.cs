@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Qed.Check;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Interop.Tests.Support;
 
@@ -16,7 +17,7 @@ public static class QemuCheck
 
         // QEMU 7.2 counts clusters by dividing by (cluster_size - 1) (its bug 2a), so a consistent image shows
         // floor(file clusters / (cluster_size - 1)) leaks; exactly that many is clean. Our checker must say 0.
-        var header = Qed.Format.QedHeader.Parse(dir.Bytes(name).AsSpan(0, 64));
+        var header = Qed.Formats.Qed.QedHeader.Parse(dir.Bytes(name).AsSpan(0, 64));
         long fileClusters = new FileInfo(dir[name]).Length / header.ClusterSize;
         long spurious = fileClusters / (header.ClusterSize - 1);
         Assert.True(Get("leaks") == spurious, $"expected {spurious} (spurious) leaks\n{result}");

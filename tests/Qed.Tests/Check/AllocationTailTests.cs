@@ -1,5 +1,6 @@
 using Qed.Check;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Check;
 

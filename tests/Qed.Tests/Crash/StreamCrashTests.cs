@@ -2,6 +2,7 @@ using Qed.Check;
 using Qed.Operations;
 using Qed.Storage;
 using Qed.Tests.Image;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Crash;
 

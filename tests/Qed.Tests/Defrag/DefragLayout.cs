@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Qed.Check;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Defrag;
 

@@ -1,6 +1,7 @@
 using Qed.Check;
 using Qed.Storage;
 using static Qed.Tests.Hostile.SampleImages;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Hostile;
 
@@ -62,9 +63,9 @@ public class HostileCorpusTests
         try
         {
             var header = new byte[4096];
-            new Qed.Format.QedHeader
+            new Qed.Formats.Qed.QedHeader
             {
-                Magic = Qed.Format.QedHeader.MagicValue, ClusterSize = cs, TableSize = ts, HeaderSize = 1,
+                Magic = Qed.Formats.Qed.QedHeader.MagicValue, ClusterSize = cs, TableSize = ts, HeaderSize = 1,
                 L1TableOffset = cs, ImageSize = imageSize,
             }.WriteTo(header);
             await using (var f = new FileStream(path, FileMode.CreateNew))
@@ -218,9 +219,9 @@ public class HostileCorpusTests
     private static async Task<MemoryStorage> TwoClusterHeaderAsync()
     {
         var bytes = new byte[0x7000];
-        new Qed.Format.QedHeader
+        new Qed.Formats.Qed.QedHeader
         {
-            Magic = Qed.Format.QedHeader.MagicValue, ClusterSize = 4096, TableSize = 2, HeaderSize = 2,
+            Magic = Qed.Formats.Qed.QedHeader.MagicValue, ClusterSize = 4096, TableSize = 2, HeaderSize = 2,
             L1TableOffset = 0x2000, ImageSize = 8UL << 20,
         }.WriteTo(bytes);
         Poke(bytes, 0x2000, 0x4000);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Qed.Check;
 using Qed.Storage;
 using Xunit.Abstractions;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Hostile;
 

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Hostile;
 

@@ -28,9 +28,9 @@ public class NeedCheckIdleClearTests
 
     private static async Task<bool> NeedCheckOnDiskAsync(IBlockStorage file)
     {
-        var header = new byte[Qed.Format.QedHeader.Size];
+        var header = new byte[Qed.Formats.Qed.QedHeader.Size];
         await file.ReadAsync(0, header);
-        return Qed.Format.QedHeader.Parse(header).NeedsCheck;
+        return Qed.Formats.Qed.QedHeader.Parse(header).NeedsCheck;
     }
 
     [Fact]

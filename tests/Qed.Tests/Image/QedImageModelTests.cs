@@ -1,6 +1,7 @@
 using Qed.Check;
 using Qed.Formats.Raw;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Image;
 

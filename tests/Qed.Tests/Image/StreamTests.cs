@@ -2,6 +2,7 @@ using Qed.Check;
 using Qed.Formats.Raw;
 using Qed.Operations;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Image;
 

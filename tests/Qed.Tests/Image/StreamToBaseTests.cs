@@ -1,6 +1,7 @@
 using Qed.Check;
 using Qed.Operations;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Image;
 
@@ -96,12 +97,12 @@ public class StreamToBaseTests
     /// <summary>The header area holds the header, the new name and zeroes, nothing else.</summary>
     internal static void AssertNoStaleName(byte[] file, string? name)
     {
-        var header = Format.QedHeader.Parse(file.AsSpan(0, Format.QedHeader.Size));
-        var area = file.AsSpan(Format.QedHeader.Size, (int)(header.ClusterSize * header.HeaderSize) - Format.QedHeader.Size).ToArray();
+        var header = QedHeader.Parse(file.AsSpan(0, QedHeader.Size));
+        var area = file.AsSpan(QedHeader.Size, (int)(header.ClusterSize * header.HeaderSize) - QedHeader.Size).ToArray();
         if (name != null)
         {
             Assert.True(header.HasBackingFile);
-            int at = (int)header.BackingFilenameOffset - Format.QedHeader.Size;
+            int at = (int)header.BackingFilenameOffset - QedHeader.Size;
             Assert.Equal(name, System.Text.Encoding.UTF8.GetString(area, at, (int)header.BackingFilenameSize));
             Array.Clear(area, at, (int)header.BackingFilenameSize);
         }
@@ -109,6 +110,6 @@ public class StreamToBaseTests
         {
             Assert.False(header.HasBackingFile);
         }
-        Assert.True(area.AsSpan().IndexOfAnyExcept((byte)0) < 0, $"stale byte at header offset {Format.QedHeader.Size + area.AsSpan().IndexOfAnyExcept((byte)0)}");
+        Assert.True(area.AsSpan().IndexOfAnyExcept((byte)0) < 0, $"stale byte at header offset {QedHeader.Size + area.AsSpan().IndexOfAnyExcept((byte)0)}");
     }
 }

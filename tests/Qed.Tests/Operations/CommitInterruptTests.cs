@@ -3,6 +3,7 @@ using Qed.Formats.Raw;
 using Qed.Operations;
 using Qed.Storage;
 using Qed.Tests.Crash;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Operations;
 

@@ -1,5 +1,6 @@
 using Qed.Formats.Raw;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Operations;
 

@@ -1,6 +1,7 @@
 using Qed.Check;
 using Qed.Operations;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Operations;
 

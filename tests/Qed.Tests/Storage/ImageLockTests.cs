@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Storage;
 

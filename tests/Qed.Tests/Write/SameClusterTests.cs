@@ -1,4 +1,5 @@
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Tests.Write;
 

@@ -1,5 +1,6 @@
 using System.Text;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Formats.Qcow2;
 

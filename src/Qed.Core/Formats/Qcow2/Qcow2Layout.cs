@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Text;
 using Qed.Storage;
+using Qed.Formats.Qed;
 
 namespace Qed.Formats.Qcow2;
 

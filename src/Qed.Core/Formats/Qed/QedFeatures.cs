@@ -1,4 +1,4 @@
-namespace Qed.Format;
+namespace Qed.Formats.Qed;
 
 /// <summary>Bits of the QED header's <c>features</c> field.</summary>
 [Flags]

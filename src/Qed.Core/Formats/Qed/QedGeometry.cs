@@ -1,5 +1,5 @@
 using System.Numerics;
-using Qed.Format;
+using Qed.Formats.Qed;
 
 namespace Qed.Formats.Qed;
 

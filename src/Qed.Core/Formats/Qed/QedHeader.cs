@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Numerics;
 
-namespace Qed.Format;
+namespace Qed.Formats.Qed;
 
 /// <summary>
 /// The 64-byte QED header, little-endian. <see cref="Parse"/> only decodes; <see cref="Validate"/> applies every rule of

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace Qed;
+namespace Qed.Formats.Qed;
 
 // The requests: each runs inside the request gate and finishes its I/O at the file offsets it looked up before it
 // leaves (so a paused defragment or shrink never frees a cluster a request still uses). The fast paths (one run of

@@ -1,10 +1,9 @@
-using Qed.Format;
 using Qed.Formats.Qed;
 using Qed.Formats.Qed.Maintenance;
 using Qed.Formats.Shared;
 using Qed.Storage;
 
-namespace Qed;
+namespace Qed.Formats.Qed;
 
 /// <summary>
 /// A QED image: a two-level table (L1 → L2 → data cluster) over one file, with an optional backing image beneath.

@@ -1,5 +1,5 @@
 using System.Text;
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Formats.Qed;

@@ -1,4 +1,3 @@
-using Qed.Format;
 using Qed.Formats.Qed;
 using Qed.Storage;
 

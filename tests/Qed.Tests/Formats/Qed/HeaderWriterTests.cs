@@ -1,5 +1,4 @@
 using System.Text;
-using Qed.Format;
 using Qed.Formats.Qed;
 
 namespace Qed.Tests.Formats.Qed;

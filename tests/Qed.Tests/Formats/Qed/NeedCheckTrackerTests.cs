@@ -1,4 +1,3 @@
-using Qed.Format;
 using Qed.Formats.Qed;
 
 namespace Qed.Tests.Formats.Qed;

@@ -1,4 +1,4 @@
-using Qed.Format;
+using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Formats.Qed.Maintenance;
