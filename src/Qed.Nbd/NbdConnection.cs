@@ -23,6 +23,7 @@ internal sealed class NbdConnection
     // Set once transmission starts; read by the server's watchdog.
     private TransmissionLoop? _transmission;
 
+    /// <summary>A connection for an accepted <paramref name="socket"/>, which it owns from now on; its handshake limit starts now.</summary>
     public NbdConnection(Socket socket, NbdServerOptions options, ConnectionAdmission admission)
     {
         _socket = socket;
@@ -81,6 +82,10 @@ internal sealed class NbdConnection
         try { _socket.Close(0); } catch (Exception) { }
     }
 
+    /// <summary>
+    /// Handshake, then transmission, then close; never throws (a failure drops this client only), and completes
+    /// <see cref="Completion"/> once the socket is closed.
+    /// </summary>
     public async Task RunAsync()
     {
         Stream? stream = null;
