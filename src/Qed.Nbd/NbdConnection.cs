@@ -1,29 +1,29 @@
-using System.Buffers;
-using System.IO.Pipelines;
+using System.Net.Security;
 using System.Net.Sockets;
 
 namespace Qed.Nbd;
 
 /// <summary>
-/// One client: the handshake, then the transmission phase. Input is parsed from a <see cref="PipeReader"/>; replies
-/// go through a <see cref="ReplyWriter"/>. Any failure ends this connection only.
+/// One client, the thin owner of its parts: the socket and stream, the <see cref="NbdInput"/> they are read
+/// through, the <see cref="NbdHandshake"/> that settles an <see cref="NbdSession"/>, then the
+/// <see cref="TransmissionLoop"/> that serves it. Holds the limits the server's watchdog checks (handshake deadline,
+/// stalled replies) and the served place taken from <see cref="ConnectionAdmission"/>. Any failure ends this
+/// connection only.
 /// </summary>
-internal sealed partial class NbdConnection
+internal sealed class NbdConnection
 {
     private readonly Socket _socket;
     private readonly NbdServerOptions _options;
     private readonly ConnectionAdmission _admission;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Stream _stream = null!;
-    private PipeReader _reader = null!;
-    private ReadOnlySequence<byte> _buffer;
-    private bool _readPending;
-    private bool _eof;
     // Environment.TickCount64 by which the handshake must be over; 0 once it is (or while the server makes it wait
     // for a served place), or when there is no limit. Read by the server's watchdog.
     private long _handshakeDeadline;
+    // Set once transmission starts; read by the server's watchdog.
+    private TransmissionLoop? _transmission;
 
+    /// <summary>A connection for an accepted <paramref name="socket"/>, which it owns from now on; its handshake limit starts now.</summary>
     public NbdConnection(Socket socket, NbdServerOptions options, ConnectionAdmission admission)
     {
         _socket = socket;
@@ -52,9 +52,9 @@ internal sealed partial class NbdConnection
             Abort();
             return;
         }
-        var replies = Volatile.Read(ref _replies);
-        if (replies is null || _options.ReplyStallLimit <= TimeSpan.Zero) return;
-        long since = replies.SendingSince;
+        var transmission = Volatile.Read(ref _transmission);
+        if (transmission is null || _options.ReplyStallLimit <= TimeSpan.Zero) return;
+        long since = transmission.Writer.SendingSince;
         if (since != 0 && now - since >= _options.ReplyStallLimit.TotalMilliseconds) Abort();
     }
 
@@ -82,14 +82,32 @@ internal sealed partial class NbdConnection
         try { _socket.Close(0); } catch (Exception) { }
     }
 
+    /// <summary>
+    /// Handshake, then transmission, then close; never throws (a failure drops this client only), and completes
+    /// <see cref="Completion"/> once the socket is closed.
+    /// </summary>
     public async Task RunAsync()
     {
+        Stream? stream = null;
+        NbdInput? input = null;
+        NbdHandshake? handshake = null;
         try
         {
-            _stream = new NetworkStream(_socket, ownsSocket: true);
-            _reader = CreateReader(_stream);
-            var export = await HandshakeAsync().ConfigureAwait(false);
-            if (export != null) await TransmitAsync(export).ConfigureAwait(false);
+            stream = new NetworkStream(_socket, ownsSocket: true);
+            input = new NbdInput(stream, _stop.Token);
+            handshake = new NbdHandshake(stream, input, _options, AdmitAsync, _stop.Token);
+            var session = await handshake.RunAsync().ConfigureAwait(false);
+            if (session != null)
+            {
+                var transmission = new TransmissionLoop(input, handshake.Stream, session, _options, Abort, _stop.Token);
+                Volatile.Write(ref _transmission, transmission);
+                await transmission.RunAsync().ConfigureAwait(false);
+                // Every reply is out: close TLS politely before the socket.
+                if (handshake.Stream is SslStream ssl)
+                {
+                    try { await ssl.ShutdownAsync().ConfigureAwait(false); } catch (Exception) { }
+                }
+            }
         }
         catch (Exception)
         {
@@ -98,75 +116,11 @@ internal sealed partial class NbdConnection
         }
         finally
         {
-            try { await _reader.CompleteAsync().ConfigureAwait(false); } catch (Exception) { }
-            try { await _stream.DisposeAsync().ConfigureAwait(false); } catch (Exception) { }
+            try { if (input != null) await input.CompleteAsync().ConfigureAwait(false); } catch (Exception) { }
+            // The TLS stream once STARTTLS succeeded (it owns the network stream under it).
+            try { if ((handshake?.Stream ?? stream) is { } s) await s.DisposeAsync().ConfigureAwait(false); } catch (Exception) { }
             _socket.Dispose();
             _completion.TrySetResult();
         }
-    }
-
-    private static PipeReader CreateReader(Stream stream) =>
-        PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, minimumReadSize: 16 * 1024, leaveOpen: true));
-
-    /// <summary>Makes at least <paramref name="count"/> unconsumed bytes available; false at end of stream.</summary>
-    private async ValueTask<bool> EnsureAsync(long count)
-    {
-        while (_buffer.Length < count)
-        {
-            if (_eof) return false;
-            if (_readPending) _reader.AdvanceTo(_buffer.Start, _buffer.End);
-            // About to wait for the client: the replies it may be waiting for go out first (ReplyWriter's cork).
-            var result = await UncorkedAsync(_reader.ReadAsync(_stop.Token)).ConfigureAwait(false);
-            _readPending = true;
-            _buffer = result.Buffer;
-            _eof = result.IsCompleted || result.IsCanceled;
-        }
-        return true;
-    }
-
-    /// <summary>Like <see cref="EnsureAsync"/>, but the end of the stream in the middle of a message is an error.</summary>
-    private async ValueTask RequireAsync(long count)
-    {
-        if (!await EnsureAsync(count).ConfigureAwait(false))
-            throw new NbdProtocolException("The client closed the connection in the middle of a message.");
-    }
-
-    /// <summary>Copies the next bytes of input into <paramref name="destination"/>, reading as needed (bounded memory).</summary>
-    private async ValueTask CopyInputAsync(Memory<byte> destination)
-    {
-        while (destination.Length > 0)
-        {
-            if (_buffer.Length == 0) await RequireAsync(1).ConfigureAwait(false);
-            int n = (int)Math.Min(_buffer.Length, destination.Length);
-            _buffer.Slice(0, n).CopyTo(destination.Span);
-            _buffer = _buffer.Slice(n);
-            destination = destination[n..];
-        }
-    }
-
-    /// <summary>Discards the next <paramref name="count"/> bytes of input (a refused WRITE's payload).</summary>
-    private async ValueTask SkipInputAsync(long count)
-    {
-        while (count > 0)
-        {
-            if (_buffer.Length == 0) await RequireAsync(1).ConfigureAwait(false);
-            long n = Math.Min(_buffer.Length, count);
-            _buffer = _buffer.Slice(n);
-            count -= n;
-        }
-    }
-
-    /// <summary>
-    /// Drops the current reader and everything it buffered. Used when TLS starts: bytes that arrived before the
-    /// TLS handshake were sent in plaintext and must not be trusted (the STARTTLS buffering class of bugs).
-    /// </summary>
-    private async ValueTask ResetReaderAsync(Stream stream)
-    {
-        if (_readPending) _reader.AdvanceTo(_buffer.End);
-        await _reader.CompleteAsync().ConfigureAwait(false);
-        _buffer = default;
-        _readPending = false;
-        _eof = false;
-        _reader = CreateReader(stream);
     }
 }

@@ -83,6 +83,35 @@ internal sealed class ReplyWriter
         _ = SendLoopAsync();
     }
 
+    /// <summary>
+    /// Waits for <paramref name="wait"/>, sending the replies the cork holds first if it must really wait: what the
+    /// reader waits for (a slot, budget, the client's next bytes) may only come once those replies have gone out.
+    /// </summary>
+    public async ValueTask<T> UncorkedAsync<T>(ValueTask<T> wait)
+    {
+        if (wait.IsCompleted) return await wait.ConfigureAwait(false);
+        Uncork();
+        try { return await wait.ConfigureAwait(false); }
+        finally { Cork(); }
+    }
+
+    /// <inheritdoc cref="UncorkedAsync{T}(ValueTask{T})"/>
+    public async ValueTask UncorkedAsync(Task wait)
+    {
+        if (wait.IsCompleted)
+        {
+            await wait.ConfigureAwait(false); // observes a fault or cancellation
+            return;
+        }
+        Uncork();
+        try { await wait.ConfigureAwait(false); }
+        finally { Cork(); }
+    }
+
+    /// <inheritdoc cref="UncorkedAsync{T}(ValueTask{T})"/>
+    public ValueTask UncorkedAsync(ValueTask wait) =>
+        wait.IsCompletedSuccessfully ? ValueTask.CompletedTask : UncorkedAsync(wait.AsTask());
+
     /// <summary>Sends everything queued, then stops.</summary>
     public Task CompleteAsync()
     {

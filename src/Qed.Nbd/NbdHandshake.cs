@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Security;
 using System.Security.Authentication;
@@ -7,21 +6,45 @@ using Qed.Nbd.Protocol;
 
 namespace Qed.Nbd;
 
-// The fixed-newstyle handshake: greeting, client flags, then options until GO or EXPORT_NAME picks an export.
-internal sealed partial class NbdConnection
+/// <summary>
+/// The fixed-newstyle handshake (the option haggling): greeting, client flags, then options until GO or EXPORT_NAME
+/// picks an export. Owns everything negotiated so far, which STARTTLS resets (CVE-2021-3716 was a plaintext
+/// STRUCTURED_REPLY injected before STARTTLS that survived it), and the stream while it may still become TLS.
+/// Option replies are written and flushed one by one; a protocol violation throws <see cref="NbdProtocolException"/>.
+/// </summary>
+internal sealed class NbdHandshake
 {
     private static readonly UTF8Encoding StrictUtf8 = new(false, true);
 
-    // Everything negotiated so far; STARTTLS resets it all (CVE-2021-3716 was a plaintext STRUCTURED_REPLY injected
-    // before STARTTLS that survived it).
+    private readonly NbdInput _input;
+    private readonly NbdServerOptions _options;
+    private readonly Func<ValueTask> _admit;
+    private readonly CancellationToken _stop;
     private bool _noZeroes;
     private bool _structured;
     private bool _tlsActive;
     private string? _metaExportName;
     private readonly List<uint> _metaContexts = [];
 
-    /// <summary>Runs the handshake; returns the chosen export, or null when the client aborted or left.</summary>
-    private async Task<NbdExport?> HandshakeAsync()
+    /// <summary>
+    /// Negotiates over <paramref name="stream"/>, reading through <paramref name="input"/> (which reads from it);
+    /// <paramref name="admit"/> takes a served place once the client has chosen an export, before the reply that
+    /// starts transmission.
+    /// </summary>
+    public NbdHandshake(Stream stream, NbdInput input, NbdServerOptions options, Func<ValueTask> admit, CancellationToken stop)
+    {
+        Stream = stream;
+        _input = input;
+        _options = options;
+        _admit = admit;
+        _stop = stop;
+    }
+
+    /// <summary>The connection's stream: the one given, or the TLS stream over it once STARTTLS succeeded.</summary>
+    public Stream Stream { get; private set; }
+
+    /// <summary>Runs the handshake; returns what it settled, or null when the client aborted or left.</summary>
+    public async Task<NbdSession?> RunAsync()
     {
         var greeting = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdMagic.NbdMagicValue);
@@ -29,24 +52,24 @@ internal sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), NbdHandshakeFlags.FixedNewstyle | NbdHandshakeFlags.NoZeroes);
         await SendAsync(greeting).ConfigureAwait(false);
 
-        if (!await EnsureAsync(4).ConfigureAwait(false)) return null;
-        uint clientFlags = ReadUInt32(0);
-        _buffer = _buffer.Slice(4);
+        if (!await _input.EnsureAsync(4).ConfigureAwait(false)) return null;
+        uint clientFlags = _input.ReadUInt32(0);
+        _input.Consume(4);
         if ((clientFlags & ~(NbdHandshakeFlags.ClientFixedNewstyle | NbdHandshakeFlags.ClientNoZeroes)) != 0)
             throw new NbdProtocolException($"Unknown client flags 0x{clientFlags:x}.");
         _noZeroes = (clientFlags & NbdHandshakeFlags.ClientNoZeroes) != 0;
 
         while (true)
         {
-            if (!await EnsureAsync(16).ConfigureAwait(false)) return null;
-            ulong magic = ReadUInt64(0);
-            uint option = ReadUInt32(8);
-            uint length = ReadUInt32(12);
+            if (!await _input.EnsureAsync(16).ConfigureAwait(false)) return null;
+            ulong magic = _input.ReadUInt64(0);
+            uint option = _input.ReadUInt32(8);
+            uint length = _input.ReadUInt32(12);
             if (magic != NbdMagic.IHaveOpt) throw new NbdProtocolException($"Bad option magic 0x{magic:x}.");
             if (length > NbdLimits.MaxOptionLength) throw new NbdProtocolException($"Option {option} claims {length} bytes of data.");
-            _buffer = _buffer.Slice(16);
+            _input.Consume(16);
             var data = new byte[length];
-            await CopyInputAsync(data).ConfigureAwait(false);
+            await _input.CopyToAsync(data).ConfigureAwait(false);
 
             if (_options.TlsMode == NbdTlsMode.Required && !_tlsActive && option is not (NbdOption.StartTls or NbdOption.Abort))
             {
@@ -61,13 +84,12 @@ internal sealed partial class NbdConnection
                 case NbdOption.ExportName:
                 {
                     var export = FindExport(DecodeName(data)) ?? throw new NbdProtocolException("EXPORT_NAME for an unknown export.");
-                    await AdmitAsync().ConfigureAwait(false);
+                    await _admit().ConfigureAwait(false);
                     var reply = new byte[_noZeroes ? 10 : 134];
                     BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Image.Size);
                     BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlags(export));
                     await SendAsync(reply).ConfigureAwait(false);
-                    ForgetMetaContextsUnlessFor(export.Name);
-                    return export;
+                    return Settle(export);
                 }
                 case NbdOption.Abort:
                     try { await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false); }
@@ -83,11 +105,7 @@ internal sealed partial class NbdConnection
                 case NbdOption.Go:
                 {
                     var export = await InfoAsync(option, data).ConfigureAwait(false);
-                    if (export != null && option == NbdOption.Go)
-                    {
-                        ForgetMetaContextsUnlessFor(export.Name);
-                        return export;
-                    }
+                    if (export != null && option == NbdOption.Go) return Settle(export);
                     break;
                 }
                 case NbdOption.StructuredReply:
@@ -107,6 +125,16 @@ internal sealed partial class NbdConnection
         }
     }
 
+    /// <summary>
+    /// The session for <paramref name="export"/>. SET_META_CONTEXT names an export; contexts chosen for another one
+    /// do not carry over.
+    /// </summary>
+    private NbdSession Settle(NbdExport export)
+    {
+        if (_metaExportName != export.Name) _metaContexts.Clear();
+        return new NbdSession(export, _structured, [.. _metaContexts]);
+    }
+
     private NbdExport? FindExport(string? name)
     {
         if (name is null) return null;
@@ -115,7 +143,8 @@ internal sealed partial class NbdConnection
         return name.Length == 0 ? _options.Exports[0] : null;
     }
 
-    private static string? DecodeName(ReadOnlySpan<byte> bytes)
+    /// <summary>A name or query string: strict UTF-8, no NUL, at most <see cref="NbdLimits.MaxString"/> bytes; else null.</summary>
+    public static string? DecodeName(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length > NbdLimits.MaxString || bytes.Contains((byte)0)) return null;
         try { return StrictUtf8.GetString(bytes); }
@@ -132,12 +161,6 @@ internal sealed partial class NbdConnection
         // DF only with structured replies (every READ is answered with one data chunk anyway).
         if (_structured) flags |= NbdTransmissionFlags.SendDf;
         return flags;
-    }
-
-    private void ForgetMetaContextsUnlessFor(string exportName)
-    {
-        // SET_META_CONTEXT names an export; contexts chosen for another one do not carry over.
-        if (_metaExportName != exportName) _metaContexts.Clear();
     }
 
     private async ValueTask ListAsync(byte[] data)
@@ -163,15 +186,15 @@ internal sealed partial class NbdConnection
         if (_tlsActive) { await SendOptionErrorAsync(NbdOption.StartTls, NbdRep.ErrInvalid, "TLS is already active").ConfigureAwait(false); return; }
         await SendOptionReplyAsync(NbdOption.StartTls, NbdRep.Ack, []).ConfigureAwait(false);
 
-        var ssl = new SslStream(_stream, leaveInnerStreamOpen: false);
+        var ssl = new SslStream(Stream, leaveInnerStreamOpen: false);
         await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
         {
             ServerCertificate = _options.Certificate,
             ClientCertificateRequired = false,
             EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
-        }, _stop.Token).ConfigureAwait(false);
-        _stream = ssl;
-        await ResetReaderAsync(ssl).ConfigureAwait(false);
+        }, _stop).ConfigureAwait(false);
+        Stream = ssl;
+        await _input.ResetAsync(ssl).ConfigureAwait(false);
         _tlsActive = true;
         _structured = false;
         _metaContexts.Clear();
@@ -200,7 +223,7 @@ internal sealed partial class NbdConnection
         var export = FindExport(name);
         if (export is null) { await SendOptionErrorAsync(option, NbdRep.ErrUnknown, "no such export").ConfigureAwait(false); return null; }
 
-        if (option == NbdOption.Go) await AdmitAsync().ConfigureAwait(false);
+        if (option == NbdOption.Go) await _admit().ConfigureAwait(false);
 
         bool wantName = false, wantDescription = false;
         for (int i = 0; i < count; i++)
@@ -250,34 +273,16 @@ internal sealed partial class NbdConnection
             _metaExportName = null;
             if (!_structured) { await SendOptionErrorAsync(option, NbdRep.ErrInvalid, "structured replies not negotiated").ConfigureAwait(false); return; }
         }
-        var parsed = ParseMetaRequest(data, out uint error, out string message);
+        var parsed = MetaContextQuery.Parse(data, out uint error, out string message);
         if (parsed is null) { await SendOptionErrorAsync(option, error, message).ConfigureAwait(false); return; }
         var (exportName, queries) = parsed.Value;
         var export = FindExport(exportName);
         if (export is null) { await SendOptionErrorAsync(option, NbdRep.ErrUnknown, "no such export").ConfigureAwait(false); return; }
 
-        var matches = new List<uint>();
-        if (queries.Count == 0)
-        {
-            // LIST with no queries lists everything; SET with none selects nothing.
-            if (!set) matches.AddRange([NbdMetaContext.BaseAllocationId, NbdMetaContext.AllocationDepthId]);
-        }
-        foreach (var q in queries)
-        {
-            uint id = q switch
-            {
-                NbdMetaContext.BaseAllocation => NbdMetaContext.BaseAllocationId,
-                NbdMetaContext.AllocationDepth => NbdMetaContext.AllocationDepthId,
-                // Namespace wildcards are for LIST only; unknown names are ignored, never rejected.
-                "base:" when !set => NbdMetaContext.BaseAllocationId,
-                "qemu:" when !set => NbdMetaContext.AllocationDepthId,
-                _ => 0,
-            };
-            if (id != 0 && !matches.Contains(id)) matches.Add(id);
-        }
+        var matches = MetaContextQuery.Match(queries, set);
         foreach (uint id in matches)
         {
-            byte[] name = Encoding.ASCII.GetBytes(id == NbdMetaContext.BaseAllocationId ? NbdMetaContext.BaseAllocation : NbdMetaContext.AllocationDepth);
+            byte[] name = Encoding.ASCII.GetBytes(MetaContextQuery.NameOf(id));
             var reply = new byte[4 + name.Length];
             BinaryPrimitives.WriteUInt32BigEndian(reply, set ? id : 0);
             name.CopyTo(reply, 4);
@@ -289,35 +294,6 @@ internal sealed partial class NbdConnection
             _metaExportName = export.Name;
         }
         await SendOptionReplyAsync(option, NbdRep.Ack, []).ConfigureAwait(false);
-    }
-
-    private static (string Export, List<string> Queries)? ParseMetaRequest(byte[] data, out uint error, out string message)
-    {
-        error = NbdRep.ErrInvalid;
-        message = "malformed meta context request";
-        if (data.Length < 8) return null;
-        uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
-        if (nameLength > NbdLimits.MaxString || 4 + (long)nameLength + 4 > data.Length) return null;
-        int pos = 4 + (int)nameLength;
-        string? export = DecodeName(data.AsSpan(4, (int)nameLength));
-        if (export is null) return null;
-        uint count = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
-        pos += 4;
-        if (count > NbdLimits.MaxMetaQueries) { error = NbdRep.ErrTooBig; message = "too many queries"; return null; }
-        var queries = new List<string>((int)count);
-        for (uint i = 0; i < count; i++)
-        {
-            if (data.Length - pos < 4) return null;
-            uint length = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
-            pos += 4;
-            if (length > NbdLimits.MaxString || length > data.Length - pos) return null;
-            string? q = DecodeName(data.AsSpan(pos, (int)length));
-            if (q is null) return null;
-            queries.Add(q);
-            pos += (int)length;
-        }
-        if (pos != data.Length) return null;
-        return (export, queries);
     }
 
     private ValueTask SendOptionErrorAsync(uint option, uint error, string message) =>
@@ -336,21 +312,7 @@ internal sealed partial class NbdConnection
 
     private async ValueTask SendAsync(byte[] bytes)
     {
-        await _stream.WriteAsync(bytes, _stop.Token).ConfigureAwait(false);
-        await _stream.FlushAsync(_stop.Token).ConfigureAwait(false);
-    }
-
-    private uint ReadUInt32(int at)
-    {
-        var reader = new SequenceReader<byte>(_buffer.Slice(at, 4));
-        reader.TryReadBigEndian(out int value);
-        return (uint)value;
-    }
-
-    private ulong ReadUInt64(int at)
-    {
-        var reader = new SequenceReader<byte>(_buffer.Slice(at, 8));
-        reader.TryReadBigEndian(out long value);
-        return (ulong)value;
+        await Stream.WriteAsync(bytes, _stop).ConfigureAwait(false);
+        await Stream.FlushAsync(_stop).ConfigureAwait(false);
     }
 }
