@@ -1,3 +1,4 @@
+using Qed.Formats.Shared;
 using Qed.Storage;
 
 namespace Qed.Formats.Qcow2;
@@ -90,14 +91,14 @@ public sealed partial class Qcow2Image
         long end = offset + data.Length;
         long c0 = offset >> _clusterBits, c1 = (end - 1) >> _clusterBits;
         int count = (int)(c1 - c0 + 1);
-        TaskCompletionSource? claim = null;
+        ClusterClaims.Hold claim = default;
         Qcow2L2Table? pinned = null;
         long host = -1;
         Task? wait = null;
         await _allocLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            wait = _claims.InFlight(c0, c1);
+            wait = _claims.FindHolder(c0, count);
             if (wait == null)
             {
                 var now = await LookupAsync(offset, data.Length, ct).ConfigureAwait(false);
@@ -111,7 +112,7 @@ public sealed partial class Qcow2Image
                 await _guard.CheckNewClustersAsync($"for guest offset 0x{c0 << _clusterBits:x}", host, (long)count << _clusterBits).ConfigureAwait(false);
                 // Pinned, the table stays cached while the data goes out: the mapping is published into it.
                 if (existing != null) pinned = _cache.Pin(existing);
-                claim = _claims.Claim(c0, c1);
+                claim = _claims.Take(c0, count);
             }
         }
         finally
@@ -175,7 +176,7 @@ public sealed partial class Qcow2Image
         {
             // On failure the clusters stay counted but unreferenced: a leak, never a wrong mapping.
             if (pinned != null) _cache.Unpin(pinned); // not published: only the pin is given back
-            _claims.Release(c0, c1, claim!);
+            _claims.Release(claim, c0, count);
         }
         return true;
     }
@@ -217,7 +218,7 @@ public sealed partial class Qcow2Image
         await _allocLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            wait = _claims.InFlight(c0, c1);
+            wait = _claims.FindHolder(c0, (int)(c1 - c0 + 1));
             if (wait == null)
             {
                 var now = await LookupAsync(offset, length, ct).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Text;
+using Qed.Formats.Shared;
 using Qed.Storage;
 using Qed.Formats.Qed;
 
@@ -11,7 +12,7 @@ namespace Qed.Formats.Qcow2;
 /// <remarks>
 /// The façade wiring the components, each owning its state and invariants: <see cref="Qcow2Entries"/> (entry codec and
 /// validation), <see cref="Qcow2L2Cache"/> (L2 tables within <see cref="ImageOpenOptions.L2CacheBytes"/>),
-/// <see cref="Qcow2ClusterClaims"/> (allocations in flight), and for writers <see cref="Qcow2Refcounts"/>,
+/// <see cref="ClusterClaims"/> (allocations in flight, shared with QED), and for writers <see cref="Qcow2Refcounts"/>,
 /// <see cref="Qcow2ClusterAllocator"/>, <see cref="Qcow2OverlapGuard"/> (QEMU's overlap checks),
 /// <see cref="Qcow2FailureLatch"/> and <see cref="Qcow2WriteBack"/> (flush ordering).
 /// <para>Locking: reads and in-place writes to allocated clusters take no lock but the cache's (a lookup). Every
@@ -40,7 +41,7 @@ public sealed partial class Qcow2Image : DiskImage
     /// <summary>The file length rounded up to a cluster when opened: structures may point anywhere below it.</summary>
     private readonly long _openedEnd;
     private readonly Qcow2L2Cache _cache;
-    private readonly Qcow2ClusterClaims _claims = new();
+    private readonly ClusterClaims _claims = new();
     private readonly Qcow2Inflater _inflater;
     /// <summary>Guards every metadata change; see the remarks.</summary>
     private readonly SemaphoreSlim _allocLock = new(1, 1);

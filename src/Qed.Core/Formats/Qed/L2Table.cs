@@ -1,3 +1,5 @@
+using Qed.Formats.Shared;
+
 namespace Qed.Formats.Qed;
 
 /// <summary>
@@ -10,9 +12,9 @@ namespace Qed.Formats.Qed;
 /// is held from a snapshot until its bytes are written, so an older copy of the table never lands after a newer one;
 /// <see cref="Linked"/> turns true once, after the whole table is on disk and the L1 entry naming it is written.
 /// <see cref="FileOffset"/> changes only while the request gate is paused (defragment moves tables).
-/// <see cref="Pins"/> and <see cref="LastUse"/> belong to <see cref="L2TableCache"/>.
+/// The <see cref="CachedTable"/> state (pins, use order) belongs to <see cref="L2TableCache"/>'s residency.
 /// </remarks>
-internal sealed class L2Table(int l1Index, ulong fileOffset, ulong[] entries, bool linked)
+internal sealed class L2Table(int l1Index, ulong fileOffset, ulong[] entries, bool linked) : CachedTable
 {
     private readonly ulong[] _entries = entries;
     private ulong _fileOffset = fileOffset;
@@ -24,12 +26,6 @@ internal sealed class L2Table(int l1Index, ulong fileOffset, ulong[] entries, bo
 
     /// <summary>Orders this table's disk writes: held from a snapshot until its bytes are written.</summary>
     public readonly SemaphoreSlim DiskLock = new(1, 1);
-
-    /// <summary>Allocations in flight into this table; a pinned table is never evicted. Under the cache's lock.</summary>
-    internal int Pins;
-
-    /// <summary>The cache epoch of the last lookup, for least-recently-used eviction (racy by design: a hint).</summary>
-    internal long LastUse;
 
     /// <summary>Where the table lies in the file.</summary>
     public ulong FileOffset => Volatile.Read(ref _fileOffset);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Qed.Formats.Shared;
 using Qed.Storage;
 
 namespace Qed.Formats.Qed;
@@ -10,16 +11,16 @@ namespace Qed.Formats.Qed;
 /// <remarks>
 /// State owned here: <c>_tables</c> (loaded, loading and new tables by L1 index, as tasks, so a table is loaded once
 /// however many requests want it), <c>_ready</c> (the same tables once loaded: the lock-free fast path of lookups),
-/// the LRU epoch, and each table's pins. Both maps are guarded by the metadata lock the image hands in (an
-/// allocation's one lock section looks its table up, pins it and reserves clusters together); <c>_ready</c> is
-/// also read without it. Invariants: a table in <c>_ready</c> is the one in <c>_tables</c>; a table is evicted only
-/// when the cache is over budget, and only if it is clean, linked, unpinned, not being written and not queued for
-/// write-back, since anything else holds state the disk does not have yet; a failed load is forgotten so the next
-/// lookup tries again.
+/// and the <see cref="TableResidency"/> (shared with qcow2: byte budget, use order, pins) of the loaded and new
+/// tables. All are guarded by the metadata lock the image hands in (an allocation's one lock section looks its table
+/// up, pins it and reserves clusters together); <c>_ready</c> is also read without it, and a lookup records its use
+/// with the residency's lock-free <see cref="TableResidency.Touch"/>. Invariants: a table in <c>_ready</c> is the one
+/// in <c>_tables</c>, and resident; a table is evicted only when the cache is over budget, and only if it is clean,
+/// linked, unpinned, not being written and not queued for write-back, since anything else holds state the disk does
+/// not have yet; a failed load is forgotten so the next lookup tries again.
 /// </remarks>
-internal sealed class L2TableCache
+internal sealed class L2TableCache : ITableEvictor
 {
-    private const int MinTables = 4;
 
     private readonly IBlockStorage _file;
     private readonly QedGeometry _g;
@@ -27,10 +28,9 @@ internal sealed class L2TableCache
     private readonly EntryValidator _validator;
     private readonly MetadataWriteBack _writeBack;
     private readonly Lock _metaLock;
-    private readonly long _budget;
     private readonly Dictionary<int, Task<L2Table>> _tables = new(); // under _metaLock
     private readonly L2Table?[] _ready;
-    private long _epoch; // advances at every table load, so LastUse writes are rare on hot tables
+    private readonly TableResidency _residency; // under _metaLock, but Touch
 
     /// <summary>An empty cache over the tables <paramref name="l1"/> names; it keeps about <paramref name="budget"/> bytes of tables.</summary>
     public L2TableCache(IBlockStorage file, QedGeometry geometry, L1Table l1, EntryValidator validator,
@@ -42,8 +42,8 @@ internal sealed class L2TableCache
         _validator = validator;
         _writeBack = writeBack;
         _metaLock = metaLock;
-        _budget = budget;
         _ready = new L2Table?[l1.Length];
+        _residency = new TableResidency(metaLock, this, geometry.TableBytes, budget);
     }
 
     /// <summary>Tables held now (loaded, loading or new).</summary>
@@ -100,32 +100,35 @@ internal sealed class L2TableCache
         await Task.Yield(); // never run the read under the caller's lock
         _validator.CheckTable(l1Index, offset);
         var entries = await TableCodec.ReadAsync(_file, (long)offset, _g.TableBytes, CancellationToken.None).ConfigureAwait(false);
-        var table = new L2Table(l1Index, offset, entries, linked: true) { LastUse = Interlocked.Increment(ref _epoch) };
-        Volatile.Write(ref _ready[l1Index], table);
-        lock (_metaLock) EvictLocked(table);
+        var table = new L2Table(l1Index, offset, entries, linked: true);
+        lock (_metaLock)
+        {
+            // Still wanted: a Drop while it was read (gate paused, loads awaited) leaves it to the one lookup.
+            if (_tables.TryGetValue(l1Index, out var loading) && !loading.IsCompleted)
+            {
+                Volatile.Write(ref _ready[l1Index], table);
+                _residency.AddLocked(table);
+                _residency.EvictToBudgetLocked(table);
+            }
+        }
         return table;
     }
 
     /// <summary>
-    /// Drops least-recently-used tables while the cache is over budget. Only clean, linked tables that no allocation
-    /// has pinned and no write-back is writing or will write may go. Caller holds the metadata lock.
+    /// Only clean, linked tables that no write-back is writing or will write may go (the residency checks pins).
+    /// Caller holds the metadata lock.
     /// </summary>
-    private void EvictLocked(L2Table keep)
+    bool ITableEvictor.MayEvict(CachedTable table)
     {
-        while ((long)_tables.Count * _g.TableBytes > _budget && _tables.Count > MinTables)
-        {
-            L2Table? victim = null;
-            foreach (var task in _tables.Values)
-            {
-                if (!task.IsCompletedSuccessfully) continue;
-                var t = task.Result;
-                if (t == keep || t.Pins > 0 || !t.Linked || t.IsDirty || t.DiskLock.CurrentCount == 0 || _writeBack.IsQueuedLocked(t)) continue;
-                if (victim is null || t.LastUse < victim.LastUse) victim = t;
-            }
-            if (victim is null) return;
-            _tables.Remove(victim.L1Index);
-            Volatile.Write(ref _ready[victim.L1Index], null);
-        }
+        var t = (L2Table)table;
+        return t.Linked && !t.IsDirty && t.DiskLock.CurrentCount != 0 && !_writeBack.IsQueuedLocked(t);
+    }
+
+    void ITableEvictor.Evicted(CachedTable table)
+    {
+        int l1Index = ((L2Table)table).L1Index;
+        _tables.Remove(l1Index);
+        Volatile.Write(ref _ready[l1Index], null);
     }
 
     /// <summary>
@@ -147,22 +150,23 @@ internal sealed class L2TableCache
     public void AddNewLocked(L2Table table)
     {
         Debug.Assert(_metaLock.IsHeldByCurrentThread);
+        if (_tables.TryGetValue(table.L1Index, out var replaced) && replaced.IsCompletedSuccessfully)
+            _residency.RemoveLocked(replaced.Result);
         _tables[table.L1Index] = Task.FromResult(table);
         Volatile.Write(ref _ready[table.L1Index], table);
+        _residency.AddLocked(table);
     }
 
     /// <summary>Pins a table for an allocation in flight: it is not evicted until unpinned. Caller holds the metadata lock.</summary>
     public void PinLocked(L2Table table)
     {
-        Debug.Assert(_metaLock.IsHeldByCurrentThread);
-        table.Pins++;
+        _residency.PinLocked(table);
     }
 
     /// <summary>Ends a pin. Caller holds the metadata lock.</summary>
     public void UnpinLocked(L2Table table)
     {
-        Debug.Assert(_metaLock.IsHeldByCurrentThread);
-        table.Pins--;
+        _residency.UnpinLocked(table);
     }
 
     /// <summary>Forgets the table of an L1 index whose entry was cleared (a shrink unlinking it, gate paused).</summary>
@@ -170,7 +174,7 @@ internal sealed class L2TableCache
     {
         lock (_metaLock)
         {
-            _tables.Remove(l1Index);
+            if (_tables.Remove(l1Index, out var dropped) && dropped.IsCompletedSuccessfully) _residency.RemoveLocked(dropped.Result);
             Volatile.Write(ref _ready[l1Index], null);
         }
     }
@@ -211,11 +215,7 @@ internal sealed class L2TableCache
             extent = default;
             return false;
         }
-        if (table != null)
-        {
-            long epoch = Volatile.Read(ref _epoch);
-            if (table.LastUse != epoch) table.LastUse = epoch;
-        }
+        if (table != null) TableResidency.Touch(table);
         extent = Scan(table, offset, length);
         return true;
     }
