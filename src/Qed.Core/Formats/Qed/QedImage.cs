@@ -181,10 +181,6 @@ public sealed partial class QedImage : DiskImage
     internal static Task<ulong[]> ReadTableAsync(IBlockStorage file, long offset, int bytes, CancellationToken ct) =>
         TableCodec.ReadAsync(file, offset, bytes, ct);
 
-    /// <summary>Writes the 64-byte header at offset 0 (the backing name after it is left alone).</summary>
-    internal static ValueTask WriteHeaderAsync(IBlockStorage file, QedHeader header, CancellationToken ct) =>
-        HeaderWriter.WriteAsync(file, header, ct);
-
     /// <inheritdoc />
     protected override async ValueTask DisposeCoreAsync()
     {
