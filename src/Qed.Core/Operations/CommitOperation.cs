@@ -81,8 +81,10 @@ public static class CommitOperation
         // the base only when the base is its backing file (over a layer between, emptied would read that layer).
         if (!options.KeepTop && baseIsBacking && format == "qed")
         {
-            await using var editor = await QedFileEditor.OpenAsync(path, CancellationToken.None).ConfigureAwait(false);
-            await editor.EmptyAsync(CancellationToken.None).ConfigureAwait(false);
+            // Without the backing chain: emptying reads nothing, only drops every mapping (see QedImage.EmptyAsync).
+            await using var image = (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed", NoBacking = true },
+                CancellationToken.None).ConfigureAwait(false);
+            await image.EmptyAsync(CancellationToken.None).ConfigureAwait(false);
         }
         return basePath;
     }

@@ -37,18 +37,45 @@ public static class RebaseOperation
             await Qcow2BackingEditor.SetBackingAsync(path, backing, backingFormat, dryRun: false, cancellationToken).ConfigureAwait(false);
             return;
         }
-        await using (var editor = await OpenQedAsync(path, format, cancellationToken).ConfigureAwait(false))
-        {
-            // Refuse what the header write would refuse before copying anything.
-            if (editor.Header.CompatFeatures != 0 || (backing != null && System.Text.Encoding.UTF8.GetByteCount(backing) > Math.Min(QedHeader.MaxBackingNameLength, editor.Header.HeaderSize * editor.Header.ClusterSize - 64))
-                || (backingFormat != null && !QedImage.KnownFormats.Contains(backingFormat)))
-            {
-                await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false); // throws the precise error
-            }
-        }
+        if (format != "qed")
+            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed and qcow2)");
+        // Refuse what the header write would refuse before copying anything (opened for writing, so a lock conflict
+        // is reported first, in the words of that open).
+        await using (var image = await OpenQedAsync(path, cancellationToken).ConfigureAwait(false))
+            ValidateQedBacking(image, backing, backingFormat);
         if (safe) await CopyDifferencesAsync(path, "qed", backing, backingFormat, forceShare, progress, cancellationToken).ConfigureAwait(false);
-        await using (var editor = await OpenQedAsync(path, "qed", cancellationToken).ConfigureAwait(false))
-            await editor.SetBackingAsync(backing, backingFormat, cancellationToken).ConfigureAwait(false);
+        await using (var image = await OpenQedAsync(path, cancellationToken).ConfigureAwait(false))
+        {
+            ValidateQedBacking(image, backing, backingFormat);
+            // The online backing switch: a crash leaves the old chain or the new one (see HeaderWriter).
+            await image.SwitchBackingAsync(null, backing, backingFormat, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Opens the QED image for writing without its backing chain: only the header changes, and rebase -u works on an
+    /// image whose old backing file is gone.
+    /// </summary>
+    private static async Task<QedImage> OpenQedAsync(string path, CancellationToken ct) =>
+        (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed", NoBacking = true }, ct).ConfigureAwait(false);
+
+    /// <summary>
+    /// The checks of a QED backing change, in the words rebase has always reported them: a known format, no unknown
+    /// compat feature bits (a header rewrite could invalidate them), a name that fits in the header area.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The image has compat feature bits this program does not know.</exception>
+    /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
+    private static void ValidateQedBacking(QedImage image, string? name, string? format)
+    {
+        var header = image.Header;
+        if (header.CompatFeatures != 0)
+            throw new NotSupportedException($"Could not change the backing file of '{image.Name}': it has unknown compat features 0x{header.CompatFeatures:x}, which a header rewrite could invalidate");
+        if (format != null && !QedImage.KnownFormats.Contains(format))
+            throw new ArgumentException($"Unknown backing file format '{format}' (known: qed, raw, qcow2)");
+        int length = name is null ? 0 : System.Text.Encoding.UTF8.GetByteCount(name);
+        long room = Math.Min((long)header.HeaderSize * header.ClusterSize - QedHeader.Size, QedHeader.MaxBackingNameLength);
+        if (length > room)
+            throw new ArgumentException($"Could not change the backing file to '{(name!.Length > 60 ? name[..60] + "..." : name)}': the name is {length} bytes and the header area of '{image.Name}' has room for {room}");
     }
 
     private static async Task<string> ProbeAsync(string path, CancellationToken ct)
@@ -64,13 +91,6 @@ public static class RebaseOperation
         {
             throw new FileNotFoundException($"Could not open '{path}': No such file or directory", path, e);
         }
-    }
-
-    private static Task<QedFileEditor> OpenQedAsync(string path, string format, CancellationToken ct)
-    {
-        if (format != "qed")
-            throw new NotSupportedException($"Rebasing {format} images is not supported (only qed and qcow2)");
-        return QedFileEditor.OpenAsync(path, ct);
     }
 
     private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat, bool forceShare,

@@ -24,16 +24,14 @@ public static class ResizeOperation
     public static async Task ResizeAsync(string path, string? format, long newSize, bool allowShrink, CancellationToken cancellationToken = default)
     {
         long oldSize;
-        DiskImage? backing;
-        long backingSize = 0;
+        bool hasBacking;
         // A look at the format and sizes only, without locks: the writable open that follows takes the write lock, and
         // is refused (before anything changes) with qemu-img's "Failed to get "write" lock" if the image is in use.
         await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, Locking = false }, cancellationToken).ConfigureAwait(false))
         {
             format = image.Format;
             oldSize = image.Size;
-            backing = image.Backing;
-            if (backing != null) backingSize = backing.Size;
+            hasBacking = image.Backing != null;
         }
         if (newSize < 0) throw new ArgumentException($"Invalid image size specified: {newSize} is negative");
         if (newSize < oldSize && !allowShrink)
@@ -43,7 +41,7 @@ public static class ResizeOperation
         switch (format)
         {
             case "qed":
-                await ResizeQedAsync(path, oldSize, newSize, backing != null, backingSize, cancellationToken).ConfigureAwait(false);
+                await ResizeQedAsync(path, oldSize, newSize, hasBacking, cancellationToken).ConfigureAwait(false);
                 break;
             case "raw":
                 await using (var file = FileStorage.Open(path, writable: true))
@@ -60,49 +58,21 @@ public static class ResizeOperation
         }
     }
 
-    private static async Task ResizeQedAsync(string path, long oldSize, long newSize, bool hasBacking, long backingSize, CancellationToken ct)
+    /// <summary>
+    /// Resizes a QED image through the engine the online image uses: <see cref="QedImage.ResizeAsync"/> (the grown range
+    /// zeroed and durable before the header grows; a shrink's mappings past the end dropped durably before the header
+    /// shrinks, freed clusters punched only then), and after a shrink <see cref="QedImage.DefragmentAsync"/> to give the
+    /// holes back (each move copied and synced before its entry changes, the entry synced before the old place is free).
+    /// A crash at any point leaves an image of the old or the new size reading as before below the smaller one, at
+    /// worst with leaked clusters.
+    /// </summary>
+    private static async Task ResizeQedAsync(string path, long oldSize, long newSize, bool hasBacking, CancellationToken ct)
     {
+        // The backing chain is opened when there is one: growing zeroes the range a longer backing file would show.
         var options = new ImageOpenOptions { Format = "qed", NoBacking = !hasBacking };
-        uint clusterSize;
-        await using (var editor = await QedFileEditor.OpenAsync(path, ct).ConfigureAwait(false))
-        {
-            var h = editor.Header;
-            clusterSize = h.ClusterSize;
-            long max = QedHeader.MaxImageSize(h.ClusterSize, h.TableSize);
-            if (newSize % 512 != 0 || newSize > max)
-                throw new ArgumentException($"Invalid image size specified: {newSize} must be a multiple of 512 and at most {max}");
-        }
-        long cs = clusterSize;
-        if (newSize > oldSize)
-        {
-            await using (var editor = await QedFileEditor.OpenAsync(path, ct).ConfigureAwait(false))
-                await editor.SetSizeAsync(newSize, ct).ConfigureAwait(false);
-            // The grown range must read as zeroes: the rest of the old last cluster may hold bytes past the old end,
-            // and a backing file longer than the old size would show through unallocated clusters.
-            long zeroEnd = Math.Min(newSize, Math.Max((oldSize + cs - 1) / cs * cs, hasBacking ? backingSize : 0));
-            if (zeroEnd > oldSize)
-            {
-                await using var image = await DiskImage.OpenAsync(path, options, ct).ConfigureAwait(false);
-                await image.WriteZeroesAsync(oldSize, zeroEnd - oldSize, ct).ConfigureAwait(false);
-                await image.FlushAsync(ct).ConfigureAwait(false);
-            }
-            return;
-        }
-
-        // Shrink. The bytes of the new last cluster past the new end are zeroed, so a later grow reads zeroes there.
-        long keepEnd = Math.Min(oldSize, (newSize + cs - 1) / cs * cs);
-        if (keepEnd > newSize)
-        {
-            await using var image = await DiskImage.OpenAsync(path, options, ct).ConfigureAwait(false);
-            await image.WriteZeroesAsync(newSize, keepEnd - newSize, ct).ConfigureAwait(false);
-            await image.FlushAsync(ct).ConfigureAwait(false);
-        }
-        await using (var editor = await QedFileEditor.OpenAsync(path, ct).ConfigureAwait(false))
-        {
-            await editor.DropMappingsFromAsync((newSize + cs - 1) / cs, ct).ConfigureAwait(false);
-            await editor.ReclaimAsync(null, ct).ConfigureAwait(false);
-            await editor.SetSizeAsync(newSize, ct).ConfigureAwait(false); // last: a crash before leaves the old size
-        }
+        await using var image = (QedImage)await DiskImage.OpenAsync(path, options, ct).ConfigureAwait(false);
+        await image.ResizeAsync(newSize, allowShrink: true, ct).ConfigureAwait(false);
+        if (newSize < oldSize) await image.DefragmentAsync(null, ct).ConfigureAwait(false);
     }
 
     private static async Task ResizeQcow2Async(string path, long oldSize, long newSize, CancellationToken ct)

@@ -6,8 +6,9 @@ using Qed.Formats.Qed;
 namespace Qed.Tests.Operations;
 
 /// <summary>
-/// The metadata steps of a QED shrink (drop the mappings past the new end, move data clusters down into the holes,
-/// truncate, write the size) under simulated crashes: at every sync point, and at the end, the state a crash could
+/// The steps of an offline QED shrink (the online resize drops the mappings past the new end, writes the size and
+/// punches the freed clusters; the defragmenter then moves clusters into the holes and truncates) under simulated
+/// crashes: at every sync point, and at the end, the state a crash could
 /// leave (what was synced, plus any subset of the writes and truncations since) has no corruption and reads the kept
 /// range exactly as before.
 /// </summary>
@@ -114,11 +115,10 @@ public class ShrinkCrashTests
         var rnd = new Random(seed);
         var pendingChecks = new List<byte[]>();
         var crash = new CrashStorage(storage, rnd, pendingChecks.Add);
-        await using (var editor = await QedFileEditor.OpenAsync(crash, CancellationToken.None))
+        await using (var image = await QedImage.OpenAsync(crash)) // the steps of ResizeOperation's shrink
         {
-            await editor.DropMappingsFromAsync(newSize / 4096, CancellationToken.None);
-            await editor.ReclaimAsync(null, CancellationToken.None);
-            await editor.SetSizeAsync(newSize, CancellationToken.None);
+            await image.ResizeAsync(newSize, allowShrink: true);
+            await image.DefragmentAsync();
         }
         pendingChecks.Add(crash.CrashState());
         foreach (var state in pendingChecks) await Verify(state, final: false);

@@ -205,6 +205,18 @@ public sealed partial class QedImage
     }
 
     /// <summary>
+    /// Unmaps every guest cluster and cuts the file after the header and the L1 table, so the image reads through to
+    /// its backing file (commit, once the base durably holds what the image showed). Requests wait meanwhile. A crash
+    /// at any point leaves each L2 table linked and intact or unlinked, and at worst leaked clusters.
+    /// </summary>
+    /// <exception cref="ImageNeedsCheckException">An earlier failure left the image needing a check.</exception>
+    internal Task EmptyAsync(CancellationToken cancellationToken)
+    {
+        CheckWritable();
+        return _emptier.EmptyAsync(cancellationToken);
+    }
+
+    /// <summary>
     /// Allocates the unallocated clusters under [offset, offset+data.Length) (one L2 table) with <paramref name="data"/>,
     /// only if they are still unallocated: a guest write that got there first is never overwritten with stale backing
     /// data. Returns false when the clusters changed (look again). A request like any other in the gate.

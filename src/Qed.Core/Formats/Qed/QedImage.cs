@@ -36,6 +36,7 @@ public sealed partial class QedImage : DiskImage
     private readonly ClusterWriter _writer;
     private readonly Defragmenter _defragmenter;
     private readonly OnlineResizer _resizer;
+    private readonly Emptier _emptier;
 
     private QedImage(IBlockStorage file, QedHeader header, ulong[] l1Entries, DiskImage? backing, string? backingName,
         bool readOnly, long cacheBudget, QedTuning tuning)
@@ -66,6 +67,7 @@ public sealed partial class QedImage : DiskImage
         _defragmenter = new Defragmenter(file, _g, l1, _cache, validator, _allocator, _writeBack, _latch, _gate, tuning.DefragBatchBytes);
         _resizer = new OnlineResizer(file, _g, _header, l1, _cache, validator, _allocator, _writeBack, _writer, _backing,
             _latch, _gate, size => Volatile.Write(ref _size, size));
+        _emptier = new Emptier(file, _g, l1, _cache, validator, _allocator, _writeBack, _latch, _gate);
     }
 
     /// <inheritdoc />
@@ -175,13 +177,9 @@ public sealed partial class QedImage : DiskImage
         return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes, tuning);
     }
 
-    /// <summary>Reads a table of little-endian u64 entries (for the checker and the offline editor).</summary>
+    /// <summary>Reads a table of little-endian u64 entries (for the checker).</summary>
     internal static Task<ulong[]> ReadTableAsync(IBlockStorage file, long offset, int bytes, CancellationToken ct) =>
         TableCodec.ReadAsync(file, offset, bytes, ct);
-
-    /// <summary>Writes the 64-byte header at offset 0 (the backing name after it is left alone).</summary>
-    internal static ValueTask WriteHeaderAsync(IBlockStorage file, QedHeader header, CancellationToken ct) =>
-        HeaderWriter.WriteAsync(file, header, ct);
 
     /// <inheritdoc />
     protected override async ValueTask DisposeCoreAsync()
