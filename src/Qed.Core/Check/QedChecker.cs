@@ -121,15 +121,15 @@ public static class QedChecker
         var second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
         if (second.Result.CheckErrors == 0 && second.Result.Leaks > 0 && !lossy)
         {
-            long cs = header.ClusterSize;
-            long keepClusters = Math.Max(second.HighestUsedCluster + 1, header.HeaderSize);
-            long fileClusters = file.Length / cs;
+            var g = new QedGeometry(header);
+            long keepClusters = Math.Max(second.HighestUsedCluster + 1, g.HeaderClusters);
+            long fileClusters = g.ClusterOf(file.Length);
             if (keepClusters < fileClusters)
             {
                 await file.FlushAsync(ct).ConfigureAwait(false);
-                await file.SetLengthAsync(keepClusters * cs, ct).ConfigureAwait(false);
+                await file.SetLengthAsync(g.OffsetOf(keepClusters), ct).ConfigureAwait(false);
                 leaksFixed = fileClusters - keepClusters;
-                messages.Add($"Repaired: reclaimed {leaksFixed} leaked cluster(s) at the end of the file (truncated from {fileClusters * cs} to {keepClusters * cs} bytes)");
+                messages.Add($"Repaired: reclaimed {leaksFixed} leaked cluster(s) at the end of the file (truncated from {g.OffsetOf(fileClusters)} to {g.OffsetOf(keepClusters)} bytes)");
                 second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
             }
         }
