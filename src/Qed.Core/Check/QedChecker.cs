@@ -1,12 +1,14 @@
-using System.Buffers.Binary;
 using Qed.Formats.Qed;
 using Qed.Storage;
+using OffsetProblem = Qed.Formats.Qed.EntryValidator.OffsetProblem;
 
 namespace Qed.Check;
 
 /// <summary>
 /// The QED consistency check: walks the L1 table and every L2 table, counts and (when asked) repairs entries that
-/// cannot be followed, and counts leaked clusters. It works on the storage directly, before anything trusts the tables.
+/// cannot be followed, and counts leaked clusters. It works on the storage directly, before anything trusts the tables,
+/// through the engine's <see cref="TableWalker"/> (geometry and codec), and judges every offset by
+/// <see cref="EntryValidator"/>'s rules, so an entry the open refuses is one the check reports.
 /// </summary>
 /// <remarks>
 /// Counting follows qemu-img check for QED (same counters, same order of discovery) without QEMU 7.2's cluster-count
@@ -119,15 +121,15 @@ public static class QedChecker
         var second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
         if (second.Result.CheckErrors == 0 && second.Result.Leaks > 0 && !lossy)
         {
-            long cs = header.ClusterSize;
-            long keepClusters = Math.Max(second.HighestUsedCluster + 1, header.HeaderSize);
-            long fileClusters = file.Length / cs;
+            var g = new QedGeometry(header);
+            long keepClusters = Math.Max(second.HighestUsedCluster + 1, g.HeaderClusters);
+            long fileClusters = g.ClusterOf(file.Length);
             if (keepClusters < fileClusters)
             {
                 await file.FlushAsync(ct).ConfigureAwait(false);
-                await file.SetLengthAsync(keepClusters * cs, ct).ConfigureAwait(false);
+                await file.SetLengthAsync(g.OffsetOf(keepClusters), ct).ConfigureAwait(false);
                 leaksFixed = fileClusters - keepClusters;
-                messages.Add($"Repaired: reclaimed {leaksFixed} leaked cluster(s) at the end of the file (truncated from {fileClusters * cs} to {keepClusters * cs} bytes)");
+                messages.Add($"Repaired: reclaimed {leaksFixed} leaked cluster(s) at the end of the file (truncated from {g.OffsetOf(fileClusters)} to {g.OffsetOf(keepClusters)} bytes)");
                 second = await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false);
             }
         }
@@ -149,9 +151,7 @@ public static class QedChecker
         {
             await file.FlushAsync(ct).ConfigureAwait(false);
             header = header with { Features = header.Features & ~QedFeatures.NeedCheck };
-            var bytes = new byte[QedHeader.Size];
-            header.WriteTo(bytes);
-            await file.WriteAsync(0, bytes, ct).ConfigureAwait(false);
+            await HeaderWriter.WriteAsync(file, header, ct).ConfigureAwait(false);
         }
         await file.FlushAsync(ct).ConfigureAwait(false);
         return (result, header);
@@ -175,55 +175,48 @@ public static class QedChecker
     /// </summary>
     private static async Task<Walk> WalkAsync(IBlockStorage file, QedHeader header, bool fixEntries, CancellationToken ct)
     {
-        long cs = header.ClusterSize;
-        int tableBytes = (int)(header.ClusterSize * header.TableSize);
-        int entries = tableBytes / 8;
-        long fileClusters = file.Length / cs;
-        var result = new QedCheckResult { TotalClusters = (long)((header.ImageSize + (ulong)cs - 1) / (ulong)cs) };
+        var walker = new TableWalker(file, new QedGeometry(header));
+        var g = walker.Geometry;
+        ulong cs = (ulong)g.ClusterSize;
+        var result = new QedCheckResult { TotalClusters = (long)((header.ImageSize + cs - 1) / cs) };
         var used = new SparseBitmap();
-        long highest = -1;
-
-        long l1Offset = (long)header.L1TableOffset;
-        for (long c = 0; c < header.TableSize; c++) used.Set(l1Offset / cs + c);
-        highest = l1Offset / cs + header.TableSize - 1;
-        var l1 = await QedImage.ReadTableAsync(file, l1Offset, tableBytes, ct).ConfigureAwait(false);
+        long l1First = g.ClusterOf(g.L1Offset);
+        used.SetRange(l1First, g.TableClusters);
+        long highest = l1First + g.TableClusters - 1;
+        var l1 = await walker.ReadL1Async(ct).ConfigureAwait(false);
         bool l1Dirty = false;
-        var l2Raw = new byte[tableBytes];
         long lossy = 0;
 
-        for (int i = 0; i < l1.Length; i++)
+        foreach (var table in walker.Tables(l1))
         {
             ct.ThrowIfCancellationRequested();
-            ulong tableOffset = l1[i];
-            if (tableOffset == 0) continue;
-            if (!header.IsValidTableOffset(tableOffset, fileClusters))
+            int i = table.L1Index;
+            ulong tableOffset = table.Offset;
+            if (table.Problem != OffsetProblem.None)
             {
-                string what = $"L1 entry {i} (file offset 0x{l1Offset + 8L * i:x}) holds an invalid table offset 0x{tableOffset:x}";
-                if (!WhollyPastEnd(header, tableOffset, fileClusters)) lossy++;
+                string what = $"L1 entry {i} (file offset 0x{g.L1EntryFileOffset(i):x}) holds an invalid table offset 0x{tableOffset:x}";
+                if (table.Problem != OffsetProblem.PastEnd) lossy++;
                 if (fixEntries) { l1[i] = 0; l1Dirty = true; result.CorruptionsFixed++; result.Messages.Add($"Repaired: {what} (entry zeroed)"); }
                 else { result.Corruptions++; result.Messages.Add($"ERROR {what}"); }
                 continue;
             }
-            long firstTableCluster = (long)(tableOffset / (ulong)cs);
-            long overlaps = 0;
-            for (long c = 0; c < header.TableSize; c++)
-                if (used.Get(firstTableCluster + c)) overlaps++;
+            long firstTableCluster = g.ClusterOf((long)tableOffset);
+            long overlaps = used.CountSet(firstTableCluster, g.TableClusters);
+            // As QEMU: an overlapping table's clusters count as used too (an L1 entry names them), but it is not followed.
+            used.SetRange(firstTableCluster, g.TableClusters);
+            highest = Math.Max(highest, firstTableCluster + g.TableClusters - 1);
             if (overlaps > 0)
             {
-                // As QEMU: the table's clusters count as used (an L1 entry names them), but the table is not followed.
-                for (long c = 0; c < header.TableSize; c++) used.Set(firstTableCluster + c);
-                highest = Math.Max(highest, firstTableCluster + header.TableSize - 1);
                 result.Corruptions += overlaps;
                 lossy += overlaps;
                 result.Messages.Add($"ERROR L1 entry {i}: the L2 table at 0x{tableOffset:x} overlaps {overlaps} cluster(s) already in use");
                 continue;
             }
-            for (long c = 0; c < header.TableSize; c++) used.Set(firstTableCluster + c);
-            highest = Math.Max(highest, firstTableCluster + header.TableSize - 1);
 
+            ulong[] entries;
             try
             {
-                await file.ReadAsync((long)tableOffset, l2Raw, ct).ConfigureAwait(false);
+                entries = await walker.ReadL2Async(tableOffset, ct).ConfigureAwait(false);
             }
             catch (IOException e)
             {
@@ -233,21 +226,21 @@ public static class QedChecker
             }
             bool l2Dirty = false;
             ulong previous = 0;
-            for (int j = 0; j < entries; j++)
+            for (int j = 0; j < entries.Length; j++)
             {
-                ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(l2Raw.AsSpan(j * 8));
-                if (entry <= 1) continue;
+                ulong entry = entries[j];
+                if (entry <= EntryValidator.ZeroClusterEntry) continue;
                 result.AllocatedClusters++;
-                if (previous != 0 && entry != previous + (ulong)cs) result.FragmentedClusters++;
+                if (previous != 0 && entry != previous + cs) result.FragmentedClusters++;
                 previous = entry;
-                ulong cluster = entry / (ulong)cs;
-                if (entry % (ulong)cs != 0 || cluster < header.HeaderSize || cluster >= (ulong)fileClusters)
+                var problem = EntryValidator.DataOffsetProblem(g, entry, walker.FileEnd);
+                if (problem != OffsetProblem.None)
                 {
                     string what = $"L2 table {i} (at 0x{tableOffset:x}) entry {j} holds an invalid data offset 0x{entry:x}";
-                    if (!WhollyPastEnd(header, entry, fileClusters)) lossy++;
+                    if (problem != OffsetProblem.PastEnd) lossy++;
                     if (fixEntries)
                     {
-                        BinaryPrimitives.WriteUInt64LittleEndian(l2Raw.AsSpan(j * 8), 0);
+                        entries[j] = 0;
                         l2Dirty = true;
                         result.CorruptionsFixed++;
                         result.Messages.Add($"Repaired: {what} (entry zeroed: reads through it could only fail)");
@@ -259,39 +252,28 @@ public static class QedChecker
                     }
                     continue;
                 }
-                highest = Math.Max(highest, (long)cluster);
-                if (!used.Set((long)cluster))
+                long cluster = g.ClusterOf((long)entry);
+                highest = Math.Max(highest, cluster);
+                if (!used.Set(cluster))
                 {
                     result.Corruptions++;
                     lossy++;
                     result.Messages.Add($"ERROR L2 table {i} entry {j}: cluster 0x{entry:x} is referenced twice or is metadata");
                 }
             }
-            if (l2Dirty) await file.WriteAsync((long)tableOffset, l2Raw, ct).ConfigureAwait(false);
+            if (l2Dirty) await walker.WriteL2Async(tableOffset, entries, ct).ConfigureAwait(false);
         }
 
-        if (l1Dirty)
-        {
-            var raw = new byte[tableBytes];
-            for (int i = 0; i < l1.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(raw.AsSpan(i * 8), l1[i]);
-            await file.WriteAsync(l1Offset, raw, ct).ConfigureAwait(false);
-        }
+        if (l1Dirty) await walker.WriteL1Async(l1, ct).ConfigureAwait(false);
 
         if (result.CheckErrors == 0)
         {
-            long regular = Math.Max(0, fileClusters - header.HeaderSize);
+            long regular = Math.Max(0, walker.FileClusters - g.HeaderClusters);
             // Only validated offsets are marked, all in [header_size, file clusters): every set bit is a regular cluster.
             result.Leaks = Math.Max(0, regular - used.Count);
         }
         return new Walk(result, highest, lossy);
     }
-
-    /// <summary>
-    /// Whether an offset is aligned, past the header and wholly past the file's last whole cluster: what an entry
-    /// written ahead of a file extension that a crash lost looks like. Zeroing it orphans nothing in the file.
-    /// </summary>
-    private static bool WhollyPastEnd(QedHeader header, ulong offset, long fileClusters) =>
-        offset % header.ClusterSize == 0 && offset / header.ClusterSize >= header.HeaderSize && offset / header.ClusterSize >= (ulong)fileClusters;
 
     /// <summary>
     /// Resolves L2 tables that overlap the L1 table or an earlier table (in L1 order, as the walk and the image claim
@@ -302,49 +284,42 @@ public static class QedChecker
     /// </summary>
     private static async Task<long> ResolveOverlappingTablesAsync(IBlockStorage file, QedHeader header, List<string> messages, CancellationToken ct)
     {
-        long cs = header.ClusterSize;
-        int tableBytes = (int)(header.ClusterSize * header.TableSize);
-        long fileClusters = file.Length / cs;
-        long next = fileClusters * cs; // a trailing partial cluster is ignored and overwritten, as QEMU allocates
-        long l1Offset = (long)header.L1TableOffset;
-        long l1First = l1Offset / cs;
+        var walker = new TableWalker(file, new QedGeometry(header));
+        var g = walker.Geometry;
+        long next = walker.FileEnd; // a trailing partial cluster is ignored and overwritten, as QEMU allocates
         var claimed = new SparseBitmap();
-        for (long c = 0; c < header.TableSize; c++) claimed.Set(l1First + c);
-        var l1 = await QedImage.ReadTableAsync(file, l1Offset, tableBytes, ct).ConfigureAwait(false);
+        claimed.SetRange(g.ClusterOf(g.L1Offset), g.TableClusters);
+        var l1 = await walker.ReadL1Async(ct).ConfigureAwait(false);
         long resolved = 0;
-        byte[]? table = null;
-        var entry = new byte[8];
-        for (int i = 0; i < l1.Length; i++)
+        foreach (var table in walker.Tables(l1))
         {
-            ulong offset = l1[i];
-            if (offset == 0 || !header.IsValidTableOffset(offset, fileClusters)) continue;
-            long first = (long)(offset / (ulong)cs);
-            long overlaps = 0;
-            for (long c = 0; c < header.TableSize; c++)
-                if (claimed.Get(first + c)) overlaps++;
+            if (table.Problem != OffsetProblem.None) continue;
+            int i = table.L1Index;
+            ulong offset = table.Offset;
+            long first = g.ClusterOf((long)offset);
+            long overlaps = claimed.CountSet(first, g.TableClusters);
             if (overlaps == 0)
             {
-                for (long c = 0; c < header.TableSize; c++) claimed.Set(first + c);
+                claimed.SetRange(first, g.TableClusters);
                 continue;
             }
             ulong replacement = 0;
-            if (first < l1First + header.TableSize && first + header.TableSize > l1First)
+            if (g.OverlapsL1(offset, g.TableBytes))
             {
                 messages.Add($"Repaired: L1 entry {i} named the table 0x{offset:x}, which overlaps the L1 table (entry zeroed: reads through it could only fail)");
             }
             else
             {
-                table ??= new byte[tableBytes];
-                await file.ReadAsync((long)offset, table, ct).ConfigureAwait(false);
-                await file.WriteAsync(next, table, ct).ConfigureAwait(false);
+                var entries = await walker.ReadL2Async(offset, ct).ConfigureAwait(false);
+                await walker.WriteL2Async((ulong)next, entries, ct).ConfigureAwait(false);
                 await file.FlushAsync(ct).ConfigureAwait(false); // the copy is durable before L1 points at it
                 replacement = (ulong)next;
-                for (long c = 0; c < header.TableSize; c++) claimed.Set(next / cs + c);
+                claimed.SetRange(g.ClusterOf(next), g.TableClusters);
                 messages.Add($"Repaired: L1 entry {i} named the table 0x{offset:x}, which overlaps an earlier table; it now has its own copy at 0x{next:x}");
-                next += tableBytes;
+                next += g.TableBytes;
             }
-            BinaryPrimitives.WriteUInt64LittleEndian(entry, replacement);
-            await file.WriteAsync(l1Offset + 8L * i, entry, ct).ConfigureAwait(false);
+            l1[i] = replacement;
+            await walker.WriteL1EntryAsync(l1, i, ct).ConfigureAwait(false);
             await file.FlushAsync(ct).ConfigureAwait(false);
             resolved += overlaps;
         }
@@ -359,58 +334,50 @@ public static class QedChecker
     /// </summary>
     private static async Task<long> CopySharedClustersAsync(IBlockStorage file, QedHeader header, List<string> messages, CancellationToken ct)
     {
-        long cs = header.ClusterSize;
-        int tableBytes = (int)(header.ClusterSize * header.TableSize);
-        int entries = tableBytes / 8;
-        long fileClusters = file.Length / cs;
-        long next = fileClusters * cs; // a trailing partial cluster is ignored and overwritten, as QEMU allocates
+        var walker = new TableWalker(file, new QedGeometry(header));
+        var g = walker.Geometry;
+        long next = walker.FileEnd; // a trailing partial cluster is ignored and overwritten, as QEMU allocates
         var claimed = new SparseBitmap();
-        long l1Offset = (long)header.L1TableOffset;
-        for (long c = 0; c < header.TableSize; c++) claimed.Set(l1Offset / cs + c);
-        var l1 = await QedImage.ReadTableAsync(file, l1Offset, tableBytes, ct).ConfigureAwait(false);
+        claimed.SetRange(g.ClusterOf(g.L1Offset), g.TableClusters);
+        var l1 = await walker.ReadL1Async(ct).ConfigureAwait(false);
 
         // Tables first; a table overlapping L1 or an earlier table is skipped (left as a corruption).
-        var tables = new List<int>();
-        for (int i = 0; i < l1.Length; i++)
+        var tables = new List<TableWalker.TableRef>();
+        foreach (var table in walker.Tables(l1))
         {
-            ulong offset = l1[i];
-            if (offset == 0 || !header.IsValidTableOffset(offset, fileClusters)) continue;
-            long first = (long)(offset / (ulong)cs);
-            bool overlaps = false;
-            for (long c = 0; c < header.TableSize; c++) overlaps |= claimed.Get(first + c);
-            if (overlaps) continue;
-            for (long c = 0; c < header.TableSize; c++) claimed.Set(first + c);
-            tables.Add(i);
+            if (table.Problem != OffsetProblem.None) continue;
+            long first = g.ClusterOf((long)table.Offset);
+            if (claimed.CountSet(first, g.TableClusters) > 0) continue;
+            claimed.SetRange(first, g.TableClusters);
+            tables.Add(table);
         }
 
         long repointed = 0;
-        var raw = new byte[tableBytes];
         byte[]? cluster = null;
-        foreach (int i in tables)
+        foreach (var table in tables)
         {
-            long tableOffset = (long)l1[i];
-            await file.ReadAsync(tableOffset, raw, ct).ConfigureAwait(false);
+            var entries = await walker.ReadL2Async(table.Offset, ct).ConfigureAwait(false);
             bool dirty = false;
-            for (int j = 0; j < entries; j++)
+            for (int j = 0; j < entries.Length; j++)
             {
-                ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(raw.AsSpan(j * 8));
-                if (entry <= 1 || entry % (ulong)cs != 0 || entry / (ulong)cs < header.HeaderSize || entry / (ulong)cs >= (ulong)fileClusters)
+                ulong entry = entries[j];
+                if (entry <= EntryValidator.ZeroClusterEntry || EntryValidator.DataOffsetProblem(g, entry, walker.FileEnd) != OffsetProblem.None)
                     continue;
-                if (claimed.Set((long)(entry / (ulong)cs))) continue;
-                cluster ??= new byte[cs];
+                if (claimed.Set(g.ClusterOf((long)entry))) continue;
+                cluster ??= new byte[g.ClusterSize];
                 await file.ReadAsync((long)entry, cluster, ct).ConfigureAwait(false);
                 await file.WriteAsync(next, cluster, ct).ConfigureAwait(false);
-                claimed.Set(next / cs);
-                BinaryPrimitives.WriteUInt64LittleEndian(raw.AsSpan(j * 8), (ulong)next);
-                messages.Add($"Repaired: L2 table {i} (at 0x{tableOffset:x}) entry {j} shared cluster 0x{entry:x}; it now has its own copy at 0x{next:x}");
-                next += cs;
+                claimed.Set(g.ClusterOf(next));
+                entries[j] = (ulong)next;
+                messages.Add($"Repaired: L2 table {table.L1Index} (at 0x{table.Offset:x}) entry {j} shared cluster 0x{entry:x}; it now has its own copy at 0x{next:x}");
+                next += g.ClusterSize;
                 dirty = true;
                 repointed++;
             }
             if (dirty)
             {
                 await file.FlushAsync(ct).ConfigureAwait(false); // the copies are durable before anything points at them
-                await file.WriteAsync(tableOffset, raw, ct).ConfigureAwait(false);
+                await walker.WriteL2Async(table.Offset, entries, ct).ConfigureAwait(false);
                 await file.FlushAsync(ct).ConfigureAwait(false);
             }
         }

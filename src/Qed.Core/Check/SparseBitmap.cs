@@ -25,6 +25,21 @@ internal sealed class SparseBitmap
         return true;
     }
 
+    /// <summary>Sets bits [first, first+count).</summary>
+    public void SetRange(long first, long count)
+    {
+        for (long i = first; i < first + count; i++) Set(i);
+    }
+
+    /// <summary>How many of bits [first, first+count) are set.</summary>
+    public long CountSet(long first, long count)
+    {
+        long set = 0;
+        for (long i = first; i < first + count; i++)
+            if (Get(i)) set++;
+        return set;
+    }
+
     /// <summary>Whether a bit is set.</summary>
     public bool Get(long index)
     {

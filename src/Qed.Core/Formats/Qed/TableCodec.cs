@@ -21,9 +21,15 @@ internal static class TableCodec
     public static ulong[] Decode(ReadOnlySpan<byte> raw)
     {
         var entries = new ulong[raw.Length / 8];
-        for (int i = 0; i < entries.Length; i++)
-            entries[i] = BinaryPrimitives.ReadUInt64LittleEndian(raw[(i * 8)..]);
+        Decode(raw, entries);
         return entries;
+    }
+
+    /// <summary>Decodes little-endian u64 entries into <paramref name="entries"/>, which holds at least raw.Length / 8.</summary>
+    public static void Decode(ReadOnlySpan<byte> raw, Span<ulong> entries)
+    {
+        for (int i = 0; i < raw.Length / 8; i++)
+            entries[i] = BinaryPrimitives.ReadUInt64LittleEndian(raw[(i * 8)..]);
     }
 
     /// <summary>Reads and decodes a table of <paramref name="bytes"/> bytes at <paramref name="offset"/>.</summary>

@@ -1,4 +1,5 @@
 using Qed.Formats.Qed;
+using OffsetProblem = Qed.Formats.Qed.EntryValidator.OffsetProblem;
 
 namespace Qed.Tests.Formats.Qed;
 
@@ -85,4 +86,35 @@ public class EntryValidatorTests
             Assert.Contains("invalid table offset", Assert.Throws<ImageFormatException>(() => f.Validator.CheckTable(i, l1[i])).Message);
         Assert.Same(overlap, f.Latch.Failure); // the first failure stays the one reported
     }
+
+    // The rules the open and the check share. Geometry: 4 KiB clusters, 2-cluster tables, a 4-cluster header; the file's
+    // last whole cluster ends at 40960 (cluster 10).
+    private static readonly QedGeometry RuleGeometry = new(EngineFixture.NewHeader() with { HeaderSize = 4, L1TableOffset = 16384 });
+
+    [Theory]
+    [InlineData(16384UL, "None")]        // the L1 table's own offset: overlaps are the caller's to judge
+    [InlineData(32768UL, "None")]        // clusters 8-9, the last two whole clusters
+    [InlineData(32769UL, "NotAligned")]
+    [InlineData(2UL, "NotAligned")]
+    [InlineData(12288UL, "InHeader")]
+    [InlineData(36864UL, "CrossesEnd")] // cluster 9 is in the file, cluster 10 is not
+    [InlineData(40960UL, "PastEnd")]
+    [InlineData(0xFFFF_FFFF_FFFF_F000UL, "PastEnd")]
+    public void TheTableOffsetRuleNamesTheFirstRuleBroken(ulong offset, string problem)
+    {
+        var expected = Enum.Parse<OffsetProblem>(problem);
+        Assert.Equal(expected, EntryValidator.TableOffsetProblem(RuleGeometry, offset, 40960));
+        Assert.Equal(expected == OffsetProblem.None, RuleGeometry.IsValidTableOffset(offset, 10));
+    }
+
+    [Theory]
+    [InlineData(16384UL, "None")]        // inside L1: the caller's to judge (open refuses, check counts)
+    [InlineData(36864UL, "None")]        // the last whole cluster
+    [InlineData(36865UL, "NotAligned")]
+    [InlineData(12288UL, "InHeader")]
+    [InlineData(4096UL, "InHeader")]
+    [InlineData(40960UL, "PastEnd")]
+    [InlineData(0xFFFF_FFFF_FFFF_F000UL, "PastEnd")]
+    public void TheDataOffsetRuleNamesTheFirstRuleBroken(ulong entry, string problem) =>
+        Assert.Equal(Enum.Parse<OffsetProblem>(problem), EntryValidator.DataOffsetProblem(RuleGeometry, entry, 40960));
 }
