@@ -177,10 +177,6 @@ public sealed partial class QedImage : DiskImage
         return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes, tuning);
     }
 
-    /// <summary>Reads a table of little-endian u64 entries (for the checker).</summary>
-    internal static Task<ulong[]> ReadTableAsync(IBlockStorage file, long offset, int bytes, CancellationToken ct) =>
-        TableCodec.ReadAsync(file, offset, bytes, ct);
-
     /// <inheritdoc />
     protected override async ValueTask DisposeCoreAsync()
     {
