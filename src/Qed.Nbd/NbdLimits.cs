@@ -1,6 +1,6 @@
 namespace Qed.Nbd;
 
-/// <summary>Fixed protocol limits (doc/proto.md and what the real clients accept).</summary>
+/// <summary>Fixed protocol limits (the NBD project's doc/proto.md and what the real clients accept).</summary>
 internal static class NbdLimits
 {
     /// <summary>Names and queries MUST be at most 4096 bytes.</summary>

@@ -1,6 +1,6 @@
 namespace Qed.Nbd.Protocol;
 
-// Numeric values from the NBD protocol (doc/proto.md); all integers on the wire are big-endian.
+// Numeric values from the NBD protocol (the NBD project's doc/proto.md; digest in docs/nbd.md); all integers on the wire are big-endian.
 
 /// <summary>Magic numbers that frame the handshake and transmission phases.</summary>
 internal static class NbdMagic

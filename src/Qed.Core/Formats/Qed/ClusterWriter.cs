@@ -9,7 +9,7 @@ namespace Qed.Formats.Qed;
 /// The write path below the request gate: in-place writes, allocating writes, write-zeroes, discard and flush.
 /// </summary>
 /// <remarks>
-/// Crash-safety rules (see DESIGN.md): a new cluster is written (and, with a backing file, flushed) before any L2
+/// Crash-safety rules (docs/crash-safety.md): a new cluster is written (and, with a backing file, flushed) before any L2
 /// entry on disk points at it (<see cref="MetadataWriteBack"/> orders that); clusters come from the end of the file and
 /// are never reused (<see cref="ClusterAllocator"/>), so a crash can leak space but never alias data; without a backing
 /// file, entries may reach the disk before their data, which NEED_CHECK covers (<see cref="NeedCheckTracker"/>).
