@@ -1,6 +1,6 @@
-using System.Buffers.Binary;
 using Qed.Formats.Qcow2;
 using Qed.Storage;
+using Qed.Tests.Formats.Qcow2;
 
 namespace Qed.Tests.Qcow2;
 
@@ -21,23 +21,10 @@ public sealed class Qcow2OverlapTests
         var s = new MemoryStorage("overlap.qcow2");
         await Qcow2Image.CreateAsync(s, new Qcow2CreateOptions { Size = 1L << 30, Version = version });
         await using (var img = await Qcow2Image.OpenAsync(s)) await img.WriteAsync(0, new byte[4096]);
-        long l1 = (long)await U64Async(s, 40), refTable = (long)await U64Async(s, 48);
-        return new Image(s, l1, refTable, (long)(await U64Async(s, l1) & 0x00ff_ffff_ffff_fe00UL), (long)await U64Async(s, refTable));
+        long l1 = (long)await Qcow2Components.U64Async(s, 40), refTable = (long)await Qcow2Components.U64Async(s, 48);
+        return new Image(s, l1, refTable, (long)(await Qcow2Components.U64Async(s, l1) & 0x00ff_ffff_ffff_fe00UL), (long)await Qcow2Components.U64Async(s, refTable));
     }
 
-    private static async Task<ulong> U64Async(MemoryStorage s, long at)
-    {
-        var b = new byte[8];
-        await s.ReadAsync(at, b);
-        return BinaryPrimitives.ReadUInt64BigEndian(b);
-    }
-
-    private static async Task PutAsync(MemoryStorage s, long at, ulong value)
-    {
-        var b = new byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(b, value);
-        await s.WriteAsync(at, b);
-    }
 
     /// <summary>Runs <paramref name="write"/>, expects the overlap error, and checks what must hold afterwards.</summary>
     private static async Task AssertRefusedAsync(Image image, Func<Qcow2Image, Task> write, string field, string overlapped, int version = 3, bool readable = true)
@@ -74,7 +61,7 @@ public sealed class Qcow2OverlapTests
     public async Task DataEntryPointingAtTheL1TableIsRefused(int version)
     {
         var image = await WrittenAsync(version);
-        await PutAsync(image.Storage, image.L2 + 8, Copied | (ulong)image.L1);
+        await Qcow2Components.PutU64Async(image.Storage, image.L2 + 8, Copied | (ulong)image.L1);
         await AssertRefusedAsync(image, async img => await img.WriteAsync(65536 + 100, new byte[10]), "L2[0][1]", "active L1 table", version);
     }
 
@@ -82,7 +69,7 @@ public sealed class Qcow2OverlapTests
     public async Task ZeroingADataEntryPointingAtTheRefcountTableIsRefused()
     {
         var image = await WrittenAsync(2); // version 2 zeroes in place
-        await PutAsync(image.Storage, image.L2 + 8, Copied | (ulong)image.RefTable);
+        await Qcow2Components.PutU64Async(image.Storage, image.L2 + 8, Copied | (ulong)image.RefTable);
         await AssertRefusedAsync(image, async img => await img.WriteZeroesAsync(65536, 65536), "L2[0][1]", "refcount table", version: 2);
     }
 
@@ -90,7 +77,7 @@ public sealed class Qcow2OverlapTests
     public async Task PartialZeroingOfADataEntryPointingAtTheRefcountBlockIsRefused()
     {
         var image = await WrittenAsync();
-        await PutAsync(image.Storage, image.L2 + 8, Copied | (ulong)image.RefBlock);
+        await Qcow2Components.PutU64Async(image.Storage, image.L2 + 8, Copied | (ulong)image.RefBlock);
         await AssertRefusedAsync(image, async img => await img.WriteZeroesAsync(65536 + 512, 512), "L2[0][1]", "refcount block");
     }
 
@@ -98,7 +85,7 @@ public sealed class Qcow2OverlapTests
     public async Task RefcountBlockOnTheL1TableIsRefused()
     {
         var image = await WrittenAsync();
-        await PutAsync(image.Storage, image.RefTable, (ulong)image.L1);
+        await Qcow2Components.PutU64Async(image.Storage, image.RefTable, (ulong)image.L1);
         await AssertRefusedAsync(image, async img => await img.WriteAsync(65536, new byte[512]), "refcount_table[0]", "active L1 table");
     }
 
@@ -106,7 +93,7 @@ public sealed class Qcow2OverlapTests
     public async Task L2TableOnTheRefcountTableIsRefused()
     {
         var image = await WrittenAsync();
-        await PutAsync(image.Storage, image.L1 + 8, Copied | (ulong)image.RefTable);
+        await Qcow2Components.PutU64Async(image.Storage, image.L1 + 8, Copied | (ulong)image.RefTable);
         await AssertRefusedAsync(image, async img => await img.WriteAsync(600L << 20, new byte[512]), "L1[1]", "refcount table");
     }
 
@@ -114,7 +101,7 @@ public sealed class Qcow2OverlapTests
     public async Task L1TableOnTheRefcountTableIsRefusedWhenItWouldChange()
     {
         var image = await WrittenAsync();
-        await PutAsync(image.Storage, 40, (ulong)image.RefTable); // l1_table_offset = refcount_table_offset
+        await Qcow2Components.PutU64Async(image.Storage, 40, (ulong)image.RefTable); // l1_table_offset = refcount_table_offset
         // (L1[0] then reads as the refcount table's first entry, naming the refcount block as L2 table 0: unreadable.)
         await AssertRefusedAsync(image, async img => await img.WriteAsync(600L << 20, new byte[512]), "l1_table_offset", "refcount table", readable: false);
     }
@@ -126,7 +113,7 @@ public sealed class Qcow2OverlapTests
         // data cluster and, through L1[1], an L2 table.
         var image = await WrittenAsync();
         long end = image.Storage.Length;
-        await PutAsync(image.Storage, image.L1 + 8, Copied | (ulong)(end + 2 * 65536));
+        await Qcow2Components.PutU64Async(image.Storage, image.L1 + 8, Copied | (ulong)(end + 2 * 65536));
         await AssertRefusedAsync(image, async img =>
         {
             for (int i = 2; i < 10; i++) await img.WriteAsync(i * 65536L, new byte[65536]);
