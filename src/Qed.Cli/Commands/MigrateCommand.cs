@@ -146,32 +146,33 @@ internal static class MigrateCommand
 
 /// <summary>
 /// -p for migrate, on stderr: qemu-img's "(x.xx/100%)" figure for the bytes of all images, then images done and the
-/// current image; a line is written when the hundredth of a percent shown changes (carriage return, so a terminal
-/// shows one line).
+/// current image. A line is written when the whole percent or the images done change, ending in a carriage return (a
+/// terminal shows one line; padded so a shorter line covers a longer one).
 /// </summary>
 internal sealed class MigrationProgressDisplay : IProgress<MigrationProgress>
 {
-    private long _shown = -1;
+    private long _percent = -1;
     private int _images = -1;
-    private bool _wrote;
+    private int _width;
 
     public void Report(MigrationProgress value)
     {
-        long hundredths = value.TotalBytes == 0 ? 10000 : Math.Min(10000, value.BytesDone * 10000 / value.TotalBytes);
+        long percent = value.TotalBytes == 0 ? 100 : Math.Min(100, value.BytesDone * 100 / value.TotalBytes);
         lock (this)
         {
-            if (hundredths <= _shown && value.ImagesDone <= _images) return;
-            _shown = Math.Max(_shown, hundredths);
+            if (percent <= _percent && value.ImagesDone <= _images) return;
+            _percent = Math.Max(_percent, percent);
             _images = Math.Max(_images, value.ImagesDone);
-            string current = value.CurrentImage is { } c ? ", " + MigrateCommand.Show(c) : "";
-            Console.Error.Write($"    ({_shown / 100.0:0.00}/100%) {_images}/{value.TotalImages} images{current}\r");
-            _wrote = true;
+            string current = value.CurrentImage is { } c && _images < value.TotalImages ? ", " + MigrateCommand.Show(c) : "";
+            string line = $"    ({_percent:0.00}/100%) {_images}/{value.TotalImages} images{current}";
+            Console.Error.Write(line.PadRight(_width) + "\r");
+            _width = line.Length;
         }
     }
 
     public void Finish()
     {
         lock (this)
-            if (_wrote) Console.Error.WriteLine();
+            if (_width > 0) Console.Error.WriteLine();
     }
 }

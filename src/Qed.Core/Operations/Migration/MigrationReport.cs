@@ -54,6 +54,11 @@ public sealed record MigrationEntry
     public SourceFingerprint? SourceFingerprint { get; init; }
     /// <summary>The target's size and modification time after it was put in place.</summary>
     public SourceFingerprint? TargetFingerprint { get; init; }
+    /// <summary>
+    /// The backing target's size and modification time when this target was made over it: a backing target made
+    /// again since (a changed source) means this one must be made again too.
+    /// </summary>
+    public SourceFingerprint? BackingFingerprint { get; init; }
     /// <summary>Whether the source was marked as needing a check (NEED_CHECK): read as it is, never repaired.</summary>
     public bool SourceDirty { get; init; }
     /// <summary>Seconds the conversion and verification took (0 when up to date).</summary>
@@ -159,6 +164,7 @@ public sealed class MigrationReport
         w.WriteBoolean("source-dirty", e.SourceDirty);
         WriteFingerprint(w, "source", e.SourceFingerprint);
         WriteFingerprint(w, "target", e.TargetFingerprint);
+        WriteFingerprint(w, "backing-target", e.BackingFingerprint);
         w.WriteNumber("seconds", Math.Round(e.Seconds, 3));
         w.WriteStartArray("salvaged");
         foreach (var r in e.Salvaged)
@@ -225,6 +231,7 @@ public sealed class MigrationReport
             SourceDirty = e.TryGetProperty("source-dirty", out var d) && d.GetBoolean(),
             SourceFingerprint = Fingerprint("source"),
             TargetFingerprint = Fingerprint("target"),
+            BackingFingerprint = Fingerprint("backing-target"),
             Seconds = e.TryGetProperty("seconds", out var s) ? s.GetDouble() : 0,
             Salvaged = e.TryGetProperty("salvaged", out var list)
                 ? list.EnumerateArray().Select(r => new SalvagedRange(r.GetProperty("offset").GetInt64(), r.GetProperty("length").GetInt64(),
@@ -237,11 +244,12 @@ public sealed class MigrationReport
     public async Task WriteAsync(string path, CancellationToken cancellationToken = default)
     {
         string temp = path + ".tmp";
-        byte[] json = ToJson();
+        byte[] json = [.. ToJson(), (byte)'\n'];
+        // Unchanged (a re-run of a finished migration): not rewritten.
+        if (File.Exists(path) && (await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false)).AsSpan().SequenceEqual(json)) return;
         await using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             await stream.WriteAsync(json, cancellationToken).ConfigureAwait(false);
-            await stream.WriteAsync("\n"u8.ToArray(), cancellationToken).ConfigureAwait(false);
             stream.Flush(flushToDisk: true);
         }
         File.Move(temp, path, overwrite: true);

@@ -151,7 +151,9 @@ internal sealed class MigrationRunner
         {
             // Up to date: verified before, source unchanged (size, time, checksum), target as it was left, and the
             // backing target (if any) up to date too (a re-made backing file means the overlay must be re-made).
-            if (recorded && previous!.Succeeded && backing is null or { Outcome: MigrationOutcome.UpToDate } && File.Exists(step.Target)
+            if (recorded && previous!.Succeeded && File.Exists(step.Target)
+                && (step.Backing is null || backing is { Outcome: MigrationOutcome.UpToDate } && File.Exists(step.Backing.Target)
+                    && SourceFingerprint.Stat(step.Backing.Target).SameStat(previous.BackingFingerprint))
                 && SourceFingerprint.Stat(step.Source).SameStat(previous.SourceFingerprint)
                 && SourceFingerprint.Stat(step.Target).SameStat(previous.TargetFingerprint))
             {
@@ -209,6 +211,7 @@ internal sealed class MigrationRunner
         {
             Verified = true, Check = verdict.Check, VirtualSize = source.Size, SourceFingerprint = fingerprint,
             TargetFingerprint = SourceFingerprint.Stat(step.Target), Seconds = clock.Elapsed.TotalSeconds,
+            BackingFingerprint = step.Backing is null ? null : SourceFingerprint.Stat(step.Backing.Target),
         };
     }
 
@@ -292,6 +295,7 @@ internal sealed class MigrationRunner
         {
             Verified = true, Check = verdict.Check, VirtualSize = source.Size, SourceDirty = dirty, SourceFingerprint = fingerprint,
             TargetFingerprint = SourceFingerprint.Stat(step.Target), Seconds = clock.Elapsed.TotalSeconds, Salvaged = ranges,
+            BackingFingerprint = step.Backing is null ? null : SourceFingerprint.Stat(step.Backing.Target),
         };
     }
 
