@@ -60,6 +60,13 @@ public class MigrateVaultInteropTests
         var range = Assert.Single(bad.GetProperty("salvaged").EnumerateArray());
         Assert.Equal(65536, range.GetProperty("offset").GetInt64());
         Assert.Equal(65536, range.GetProperty("length").GetInt64());
+
+        // A re-run keeps the salvaged result as it is, and still says so (exit 3, not 0).
+        var before = Stat(vault.Dir["out"]);
+        var again = vault.Dir.Qed("migrate", "--report", "r.json", "vault", "out");
+        Assert.True(again.ExitCode == 3, again.ToString());
+        Assert.Contains("0 converted", again.StdOut);
+        Assert.Equal(before, Stat(vault.Dir["out"]));
     }
 
     [Fact]

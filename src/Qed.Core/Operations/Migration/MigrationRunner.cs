@@ -150,16 +150,17 @@ internal sealed class MigrationRunner
         try
         {
             // Up to date: verified before, source unchanged (size, time, checksum), target as it was left, and the
-            // backing target (if any) up to date too (a re-made backing file means the overlay must be re-made).
+            // backing target (if any) the file it was made over (a re-made backing file means the overlay must be re-made).
             if (recorded && previous!.Succeeded && File.Exists(step.Target)
-                && (step.Backing is null || backing is { Outcome: MigrationOutcome.UpToDate } && File.Exists(step.Backing.Target)
+                && (step.Backing is null || backing is { Succeeded: true } && File.Exists(step.Backing.Target)
                     && SourceFingerprint.Stat(step.Backing.Target).SameStat(previous.BackingFingerprint))
                 && SourceFingerprint.Stat(step.Source).SameStat(previous.SourceFingerprint)
                 && SourceFingerprint.Stat(step.Target).SameStat(previous.TargetFingerprint))
             {
                 var now = await SourceFingerprint.ComputeAsync(step.Source, ct).ConfigureAwait(false);
                 if (now.Sha256 == previous.SourceFingerprint!.Sha256)
-                    return previous with { Outcome = MigrationOutcome.UpToDate, Seconds = 0 };
+                    // A salvaged result stays one: its losses are still in the target.
+                    return previous with { Outcome = previous.Outcome == MigrationOutcome.Salvaged ? MigrationOutcome.Salvaged : MigrationOutcome.UpToDate };
             }
             // A file under the final name that this migration did not record is not ours to replace.
             bool existing = File.Exists(step.Target) || new FileInfo(step.Target).LinkTarget != null;
