@@ -67,7 +67,9 @@ one() { # convert one layer over its converted backing file, then check and comp
     info=$(qemu-img info --output=json -f qed "$src")
     backing=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("backing-filename",""))' <<<"$info")
     if [ -n "$backing" ]; then
-        bfmt=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("backing-filename-format","raw"))' <<<"$info")
+        # QED records a backing format only under NO_PROBE (raw); otherwise the backing file is probed.
+        bfmt=$(python3 -c 'import json,sys; print(json.load(sys.stdin).get("backing-filename-format",""))' <<<"$info")
+        [ -n "$bfmt" ] || bfmt=$(qemu-img info --output=json "$(dirname "$src")/$backing" | python3 -c 'import json,sys; print(json.load(sys.stdin)["format"])')
         if [ "$bfmt" = qed ]; then
             qemu-img convert -O qcow2 -B "${backing%.*}.qcow2" -F qcow2 "$src" "$dst"
         else
