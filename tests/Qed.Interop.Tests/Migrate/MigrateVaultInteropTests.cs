@@ -136,6 +136,25 @@ public class MigrateVaultInteropTests
     }
 
     [Fact]
+    public async Task AnImageInUseByAWriterIsNotReadAndIsReported()
+    {
+        using var vault = new Vault(corrupt: false, chains: 0);
+        // A writer (as a running VM would be) holds standalone.qed: QEMU's locks keep the migration from reading it half made.
+        await using (var writer = await DiskImage.OpenAsync(vault.Dir["vault/standalone.qed"]))
+        {
+            var run = vault.Dir.Qed("migrate", "vault", "out");
+            Assert.True(run.ExitCode == 2, run.ToString());
+            Assert.Contains("standalone.qed: failed: ", run.StdOut);
+            Assert.Contains("lock", run.StdOut);
+            Assert.False(File.Exists(vault.Dir["out/standalone.qcow2"]));
+        }
+        // Once the writer is gone, a re-run does the rest.
+        var again = vault.Dir.Qed("migrate", "vault", "out");
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Contains("1 converted", again.StdOut);
+    }
+
+    [Fact]
     public void DryRunPrintsThePlanAndWritesNothing()
     {
         using var vault = new Vault(corrupt: false, chains: 1);
