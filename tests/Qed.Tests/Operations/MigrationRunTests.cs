@@ -96,13 +96,36 @@ public sealed class MigrationRunTests : IDisposable
         Assert.True(finished.AllVerified);
     }
 
+    [Fact]
+    public async Task AnOverlayCutOffAfterItsBackingFileWasMadeAgainIsMadeAgainToo()
+    {
+        await QedAsync("vault/base.qed", 0x11, 0, 1 << 20);
+        await QedAsync("vault/top.qed", 0x22, 0, 4096, "base.qed");
+        await (await PlanAsync()).RunAsync();
+        await using (var image = await DiskImage.OpenAsync(P("vault/base.qed")))
+            await image.WriteAsync(2 << 20, new byte[] { 1, 2, 3 });
+
+        // Cut off once base.qcow2 is made again, before top.qcow2 is: the report still has top verified over the old base.
+        using var cts = new CancellationTokenSource();
+        var cut = new SyncProgress([], onImage: done => { if (done == 1) cts.Cancel(); });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+            await (await PlanAsync(new MigrationOptions { Jobs = 1 })).RunAsync(cut, cts.Token));
+
+        var report = await (await PlanAsync()).RunAsync();
+        Assert.Equal(MigrationOutcome.Migrated, report.Entries.Single(e => e.Source == P("vault/top.qed")).Outcome);
+        await using var source = await DiskImage.OpenAsync(P("vault/top.qed"), new ImageOpenOptions { ReadOnly = true });
+        await using var target = await DiskImage.OpenAsync(P("out/top.qcow2"), new ImageOpenOptions { ReadOnly = true });
+        Assert.True((await CompareOperation.CompareAsync(source, target, strict: false)).Identical);
+    }
+
     /// <summary>Records reports on the reporting thread (Progress&lt;T&gt; would post them later); optionally acts on the first copy report.</summary>
-    private sealed class SyncProgress(List<MigrationProgress> list, Action? onCopy = null) : IProgress<MigrationProgress>
+    private sealed class SyncProgress(List<MigrationProgress> list, Action? onCopy = null, Action<int>? onImage = null) : IProgress<MigrationProgress>
     {
         public void Report(MigrationProgress value)
         {
             lock (list) list.Add(value);
             if (value.BytesDone > 0 && value.ImagesDone == 0) onCopy?.Invoke();
+            onImage?.Invoke(value.ImagesDone);
         }
     }
 }
