@@ -1,3 +1,4 @@
+using Qed.Formats.Qed;
 using System.CommandLine;
 using System.Text;
 using Qed.Operations;
@@ -82,6 +83,7 @@ internal static class InfoCommand
         if (info.FullBackingFilename != null) fields.Add(("full-backing-filename", JsonText.String(info.FullBackingFilename)));
         if (info.BackingFilename != null) fields.Add(("backing-filename", JsonText.String(info.BackingFilename)));
         fields.Add(("dirty-flag", JsonText.Bool(info.DirtyFlag)));
+        if (info.RecoveryRecord is { } record) fields.Add(("recovery-record", RecoveryRecordJson(record, indent)));
 
         var sb = new StringBuilder();
         sb.Append(indent).Append("{\n");
@@ -110,6 +112,29 @@ internal static class InfoCommand
         }
         // qemu-img leaves the dirty state out of its text; ours is the true NEED_CHECK bit, worth a line when set.
         if (info.DirtyFlag) sb.Append("dirty flag: yes (NEED_CHECK is set: the image needs a consistency check)\n");
+        if (info.RecoveryRecord is { } record) sb.Append(RecoveryRecordLine(record)).Append('\n');
         return sb.ToString();
+    }
+
+    /// <summary>The QED recovery record (docs/recovery-record.md): qed's own line, shown only while one is on disk.</summary>
+    private static string RecoveryRecordLine(QedRecoveryRecordInfo record) => record.Trusted
+        ? $"recovery record: {record.TablesInPlay} table(s) in play since the file ended at {record.CleanFileEnd} bytes (a read-write open checks only those)"
+        : $"recovery record: not trusted ({record.Problem}; a read-write open checks every table)";
+
+    private static string RecoveryRecordJson(QedRecoveryRecordInfo record, string indent)
+    {
+        string inner = indent + "        ";
+        var sb = new StringBuilder("{\n");
+        sb.Append(inner).Append("\"trusted\": ").Append(JsonText.Bool(record.Trusted));
+        if (record.Trusted)
+        {
+            sb.Append(",\n").Append(inner).Append("\"tables-in-play\": ").Append(JsonText.Number(record.TablesInPlay));
+            sb.Append(",\n").Append(inner).Append("\"clean-file-end\": ").Append(JsonText.Number(record.CleanFileEnd));
+        }
+        else
+        {
+            sb.Append(",\n").Append(inner).Append("\"problem\": ").Append(JsonText.String(record.Problem ?? ""));
+        }
+        return sb.Append('\n').Append(indent).Append("    }").ToString();
     }
 }

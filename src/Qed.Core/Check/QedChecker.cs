@@ -41,6 +41,13 @@ public static class QedChecker
         header.Validate(file.Length);
         if (repair != CheckRepair.None && !file.CanWrite)
             throw new InvalidOperationException($"'{file.Name}' is open read-only: it cannot be repaired");
+        if (repair != CheckRepair.None && header.AutoclearFeatures != 0)
+        {
+            // A repair may change any table, which no auto-clear feature (the recovery record among them) follows.
+            header = header with { AutoclearFeatures = 0 };
+            await HeaderWriter.WriteAsync(file, header, cancellationToken).ConfigureAwait(false);
+            await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
         var (result, _) = await RunAsync(file, header, repair, cancellationToken).ConfigureAwait(false);
         return result;
     }

@@ -19,12 +19,16 @@ namespace Qed.Operations;
 public sealed record ImageInfo(string Filename, string Format, long VirtualSize, int? ClusterSize, long? ActualSize,
     bool DirtyFlag, string? BackingFilename, string? FullBackingFilename, string? BackingFilenameFormat)
 {
+    /// <summary>A QED image's recovery record, while one is on disk (see <see cref="QedImage.RecoveryRecord"/>), or null.</summary>
+    public QedRecoveryRecordInfo? RecoveryRecord { get; init; }
+
     /// <summary>Describes one layer. <paramref name="filename"/> is the path as the caller gave it.</summary>
     public static ImageInfo Describe(DiskImage image, string filename)
     {
         ArgumentNullException.ThrowIfNull(image);
         string? backing = null, backingFormat = null;
         bool dirty = false;
+        QedRecoveryRecordInfo? record = null;
         // Format-specific fields. A new format (qcow2) adds its case here; everything else is generic.
         switch (image)
         {
@@ -32,6 +36,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
                 backing = qed.BackingFilename;
                 backingFormat = qed.BackingFormat;
                 dirty = qed.IsDirty;
+                record = qed.RecoveryRecord;
                 break;
         }
         return new ImageInfo(
@@ -43,7 +48,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
             dirty,
             backing,
             backing is null || !ImageName.HasFolder(filename) ? null : QedImage.ResolveBackingPath(filename, backing),
-            backingFormat);
+            backingFormat) { RecoveryRecord = record };
     }
 
     /// <summary>Describes <paramref name="image"/> and every layer under it, top first.</summary>

@@ -7,24 +7,29 @@ namespace Qed.Tests.Crash;
 
 /// <summary>
 /// Runs one random workload against a QED image on <see cref="CrashStorage"/>, then replays it crash point by crash
-/// point: each state is reopened read-write (the automatic check repairs it), checked, and read back against the
-/// <see cref="SectorModel"/>. Guarantees asserted: (a) what was written before the last completed flush reads back
-/// exactly, (b) every other sector reads its old or a newer value, (c) the check finds no corruption.
+/// point: each state is reopened read-write (the automatic recovery repairs it: through the recovery record when the
+/// state has a trusted one, and then again, on a copy of the same state, by the full check), checked, and read back
+/// against the <see cref="SectorModel"/>. Guarantees asserted for each recovery: (a) what was written before the last
+/// completed flush reads back exactly, (b) every other sector reads its old or a newer value, (c) the full check finds
+/// no corruption.
 /// </summary>
 internal sealed class CrashHarness
 {
     /// <summary>A workload's shape.</summary>
     public sealed record Scenario(int Seed, uint ClusterSize, uint TableSize, long Size, long BackingSize, int Ops,
-        bool Concurrent, bool BreakOrdering = false, bool Defrag = false)
+        bool Concurrent, bool BreakOrdering = false, bool Defrag = false, bool RecordOmitsTables = false, bool Prefill = false)
     {
         public override string ToString() =>
-            $"seed {Seed}, cluster {ClusterSize}, table {TableSize}, size {Size}, backing {BackingSize}, ops {Ops}, concurrent {Concurrent}, broken {BreakOrdering}, defrag {Defrag}";
+            $"seed {Seed}, cluster {ClusterSize}, table {TableSize}, size {Size}, backing {BackingSize}, ops {Ops}, concurrent {Concurrent}, broken {BreakOrdering}, defrag {Defrag}, record omits tables {RecordOmitsTables}, prefill {Prefill}";
     }
 
     /// <summary>A guest operation of the workload and the span of storage operations it issued.</summary>
     private sealed record Step(List<SectorModel.Change> Changes, bool Flush, int Start, int End);
 
     public int States { get; private set; }
+
+    /// <summary>States recovered through the recovery record (each also recovered by the full check on a copy).</summary>
+    public int RecordRecoveries { get; private set; }
     public List<string> Violations { get; } = new();
 
     private readonly Scenario _s;
@@ -56,11 +61,24 @@ internal sealed class CrashHarness
             Size = _s.Size, ClusterSize = _s.ClusterSize, TableSize = _s.TableSize,
             BackingFile = _backing != null ? "backing.raw" : null, BackingFormat = _backing != null ? "raw" : null,
         });
+        if (_s.Prefill)
+        {
+            // Every L2 table exists before the workload (one cluster in each, holding what it read, closed cleanly), so the
+            // workload's entries land in tables already on disk, not only in tables it creates.
+            await using var prefill = await QedImage.OpenAsync(created, Options, _backing != null ? OpenBacking : null);
+            long span = (long)_s.ClusterSize * _s.TableSize * _s.ClusterSize / 8;
+            var cluster = new byte[_s.ClusterSize];
+            for (long at = 0; at < _s.Size; at += span)
+            {
+                await prefill.ReadAsync(at, cluster); // what it reads now (zeroes or the backing file's), copied up
+                await prefill.WriteAsync(at, cluster);
+            }
+        }
         var storage = new CrashStorage(created.ToArray(), "crash.qed");
         var steps = new List<Step>();
         long sectors = _s.Size / 512;
 
-        var tuning = new QedTuning { SkipDataFlush = _s.BreakOrdering };
+        var tuning = new QedTuning { SkipDataFlush = _s.BreakOrdering, RecordOmitsLaterTables = _s.RecordOmitsTables };
         if (_s.Defrag) tuning = tuning with { DefragBatchBytes = 16 << 10 }; // many batches, interleaved with the step's writes
         var image = await QedImage.OpenAsync(storage, Options, _backing != null ? OpenBacking : null, tuning);
         long nextId = 1;
@@ -171,18 +189,31 @@ internal sealed class CrashHarness
             }, pick);
             await VerifyStateAsync(bytes, k, $"random subset (seed {seed})", model);
         }
+        // The file's unflushed growth lost, everything else kept: entries written in place ahead of data that never
+        // reached the file point past its end, which is what recovery must repair.
+        if (storage.MaterializeWithoutGrowth(k, rnd) is { } shrunk)
+            await VerifyStateAsync(shrunk, k, "growth lost", model);
     }
 
     private async Task VerifyStateAsync(MemoryStorage file, int k, string how, SectorModel model)
     {
         States++;
-        string where = $"[{_s}] crash point {k} ({how})";
+        var copy = file.ToArray();
+        var path = await VerifyRecoveryAsync(file, $"[{_s}] crash point {k} ({how})", model, QedTuning.Default);
+        if (path != RecoveryPath.Record) return;
+        RecordRecoveries++;
+        await VerifyRecoveryAsync(new MemoryStorage(copy, file.Name), $"[{_s}] crash point {k} ({how}, full check)", model,
+            new QedTuning { NoRecoveryRecord = true });
+    }
+
+    private async Task<RecoveryPath> VerifyRecoveryAsync(MemoryStorage file, string where, SectorModel model, QedTuning tuning)
+    {
         try
         {
-            await using var image = await QedImage.OpenAsync(file, Options, _backing != null ? OpenBacking : null);
+            await using var image = await QedImage.OpenAsync(file, Options, _backing != null ? OpenBacking : null, tuning);
             var check = await QedChecker.CheckAsync(file, CheckRepair.None);
             if (check.Corruptions != 0 || check.CheckErrors != 0)
-                Violations.Add($"{where}: after reopen the check finds {check.Corruptions} corruption(s), {check.CheckErrors} error(s): {string.Join("; ", check.Messages)}");
+                Violations.Add($"{where}: after reopen ({image.Recovery}) the check finds {check.Corruptions} corruption(s), {check.CheckErrors} error(s): {string.Join("; ", check.Messages)}");
             var content = _content ??= new byte[_s.Size];
             await image.ReadAsync(0, content);
             for (long s = 0; s < model.Sectors; s++)
@@ -194,10 +225,12 @@ internal sealed class CrashHarness
                     break;
                 }
             }
+            return image.Recovery;
         }
         catch (Exception e)
         {
             Violations.Add($"{where}: {e.GetType().Name}: {e.Message}");
+            return RecoveryPath.None;
         }
     }
 }

@@ -149,6 +149,42 @@ internal sealed class CrashStorage : IBlockStorage
         return new MemoryStorage(_scratch.AsSpan(0, (int)length), "crashed.qed");
     }
 
+    /// <summary>
+    /// The file after a crash that lost every unflushed growth of the file: of the operations after the last flush
+    /// among the first <paramref name="crashPoint"/>, those that would lengthen the file (a longer SetLength, a write
+    /// ending past the current end) are dropped and the rest kept: in-place writes of tables and header land, new
+    /// clusters past the durable end do not. Null when no operation would be dropped (the state is the all-kept one).
+    /// </summary>
+    public MemoryStorage? MaterializeWithoutGrowth(int crashPoint, Random random)
+    {
+        Op[] log;
+        lock (_lock) log = _log.ToArray();
+        int durable = DurablePrefix(crashPoint);
+        var probe = Materialize(durable, (_, _) => Fate.Keep, random);
+        long length = probe.Length;
+        bool dropsAny = false;
+        for (int i = durable; i < crashPoint; i++)
+        {
+            var op = log[i];
+            if ((op.Kind == OpKind.SetLength && op.Length > length) || (op.Kind == OpKind.Write && op.Offset + op.Length > length))
+            {
+                dropsAny = true;
+                break;
+            }
+            if (op.Kind == OpKind.SetLength) length = op.Length;
+        }
+        if (!dropsAny) return null;
+        length = probe.Length;
+        return Materialize(crashPoint, (i, op) =>
+        {
+            if (i < durable) return Fate.Keep;
+            bool grows = (op.Kind == OpKind.SetLength && op.Length > length) || (op.Kind == OpKind.Write && op.Offset + op.Length > length);
+            if (grows) return Fate.Drop;
+            if (op.Kind == OpKind.SetLength) length = op.Length;
+            return Fate.Keep;
+        }, random);
+    }
+
     /// <summary>Applies one operation; with <paramref name="tear"/>, a write keeps only a random subset of its sectors.</summary>
     private static void Apply(ref byte[] bytes, ref long length, Op op, Random? tear)
     {

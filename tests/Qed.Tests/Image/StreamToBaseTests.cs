@@ -94,11 +94,22 @@ public class StreamToBaseTests
         Assert.True((await chain.ReadAllAsync(file)).AsSpan().SequenceEqual(model));
     }
 
-    /// <summary>The header area holds the header, the new name and zeroes, nothing else.</summary>
+    /// <summary>The header area holds the header, the new name, recovery record sectors and zeroes, nothing else.</summary>
     internal static void AssertNoStaleName(byte[] file, string? name)
     {
         var header = QedHeader.Parse(file.AsSpan(0, QedHeader.Size));
         var area = file.AsSpan(QedHeader.Size, (int)(header.ClusterSize * header.HeaderSize) - QedHeader.Size).ToArray();
+        if (RecoveryRecordFormat.For(header) is { } record)
+        {
+            // Sectors of the recovery record (docs/recovery-record.md) are no stale name: each starts with its magic.
+            for (long at = record.AreaOffset; at < record.AreaOffset + record.AreaBytes; at += RecoveryRecordFormat.SectorSize)
+            {
+                var sector = area.AsSpan((int)(at - QedHeader.Size), RecoveryRecordFormat.SectorSize);
+                if (sector.IndexOfAnyExcept((byte)0) < 0) continue;
+                Assert.True(BitConverter.ToUInt32(sector) == RecoveryRecordFormat.Magic, $"stale bytes in the recovery record's sector at {at}");
+                sector.Clear();
+            }
+        }
         if (name != null)
         {
             Assert.True(header.HasBackingFile);

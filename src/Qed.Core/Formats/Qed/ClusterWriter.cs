@@ -126,9 +126,9 @@ internal sealed class ClusterWriter(IBlockStorage file, QedGeometry geometry, L1
         ulong expected = kind == ExtentKind.Zero ? EntryValidator.ZeroClusterEntry : 0;
 
         // Decided once: a stream may detach the backing file meanwhile. Without one, entries may reach the disk ahead of
-        // their data, so NEED_CHECK must be durable first.
+        // their data, so NEED_CHECK must be durable first, and the table in the recovery record.
         bool backed = backing.Current != null;
-        await needCheck.BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, ct).ConfigureAwait(false);
+        await needCheck.BeginAllocationAsync(needsCheckBit: !zeroClusters && !backed, l1Index, ct).ConfigureAwait(false);
         ClusterClaims.Claim? mine = null;
         Task? wait;
         L2Table? table = null;

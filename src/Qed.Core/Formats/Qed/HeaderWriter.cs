@@ -5,18 +5,47 @@ using Qed.Storage;
 namespace Qed.Formats.Qed;
 
 /// <summary>
-/// The header as it is now, and every change to it on disk: the NEED_CHECK bit, the guest size, the backing file.
+/// The header area as it is now, and every change to it on disk: the NEED_CHECK bit and the recovery record's bit,
+/// the guest size, the backing file, and the recovery record's sectors.
 /// </summary>
 /// <remarks>
-/// Invariants: one header write at a time (its own lock), each synced before <see cref="Current"/> shows it, so
-/// what the image reports is on disk; only the 64-byte header and the backing name in the header area are written;
-/// a backing change leaves on disk, at any instant, either the old chain or the new one.
+/// Invariants: one write to the header area at a time (its own lock), each synced before <see cref="Current"/> shows
+/// it, so what the image reports is on disk; only the 64-byte header, the backing name and the recovery record
+/// (<see cref="RecoveryRecordFormat"/>) are written; a backing change leaves on disk, at any instant, either the old chain or
+/// the new one; the record's bit is set only with NEED_CHECK and cleared with it, and a backing name written over the
+/// record's area clears the bit in the header that names it and drops the record for the session.
 /// </remarks>
 internal sealed class HeaderWriter(IBlockStorage file, QedHeader header, string? backingName)
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly long _headerBytes = (long)header.HeaderSize * header.ClusterSize;
+    private readonly RecoveryRecordFormat? _record = RecoveryRecordFormat.For(header);
+    private volatile bool _recordDropped;
     private QedHeader _header = header;
+
+    /// <summary>Where the recovery record lies, or null when this session keeps none.</summary>
+    public RecoveryRecordFormat? Record => _recordDropped ? null : _record;
+
+    /// <summary>
+    /// Writes recovery record sectors (whole sectors inside the record's area) and syncs. Returns false, writing
+    /// nothing, when the session keeps no record.
+    /// </summary>
+    public async Task<bool> WriteRecordAsync(IReadOnlyList<(long Offset, byte[] Sector)> sectors)
+    {
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_record is null || _recordDropped) return false;
+            foreach (var (offset, sector) in sectors)
+                await file.WriteAsync(offset, sector, CancellationToken.None).ConfigureAwait(false);
+            await file.FlushAsync().ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
 
     /// <summary>The header as it is now.</summary>
     public QedHeader Current => _header;
@@ -32,9 +61,19 @@ internal sealed class HeaderWriter(IBlockStorage file, QedHeader header, string?
         return file.WriteAsync(0, bytes, ct);
     }
 
-    /// <summary>Sets or clears NEED_CHECK on disk; a clear syncs first, so what the bit protects is durable before.</summary>
-    public Task SetNeedCheckAsync(bool set) => ChangeAsync(
-        h => h with { Features = set ? h.Features | QedFeatures.NeedCheck : h.Features & ~QedFeatures.NeedCheck }, syncFirst: !set);
+    /// <summary>
+    /// Sets NEED_CHECK on disk, with the recovery record's bit when <paramref name="recorded"/> (its head is durable), or
+    /// clears both; a clear syncs first, so what the bits protect is durable before.
+    /// </summary>
+    public Task SetNeedCheckAsync(bool set, bool recorded = false) => ChangeAsync(
+        h => set
+            ? h with
+            {
+                Features = h.Features | QedFeatures.NeedCheck,
+                AutoclearFeatures = recorded && !_recordDropped ? h.AutoclearFeatures | RecoveryRecordFormat.AutoclearBit : h.AutoclearFeatures,
+            }
+            : h with { Features = h.Features & ~QedFeatures.NeedCheck, AutoclearFeatures = h.AutoclearFeatures & ~RecoveryRecordFormat.AutoclearBit },
+        syncFirst: !set);
 
     /// <summary>Writes the guest size into the header and syncs it.</summary>
     public Task WriteSizeAsync(long newSize) => ChangeAsync(h => h with { ImageSize = (ulong)newSize }, syncFirst: false);
@@ -105,6 +144,13 @@ internal sealed class HeaderWriter(IBlockStorage file, QedHeader header, string?
                 BackingFilenameOffset = nameBytes.Length > 0 ? (uint)at : 0,
                 BackingFilenameSize = (uint)nameBytes.Length,
             };
+            if (_record != null && !_recordDropped && _record.Overlaps(at, nameBytes.Length))
+            {
+                // The name needs the record's area: the record stops here. Until this header lands, a crash finds the
+                // area damaged (so untrusted); after it, the bit is clear. NEED_CHECK alone covers the session.
+                _recordDropped = true;
+                header = header with { AutoclearFeatures = header.AutoclearFeatures & ~RecoveryRecordFormat.AutoclearBit };
+            }
 
             bool overlap = nameBytes.Length > 0 && at < oldEnd && oldStart < at + nameBytes.Length;
             if (oneSector || overlap)

@@ -11,9 +11,16 @@ namespace Qed.Formats.Qed;
 /// lock: the allocations in flight, whether the bit is on disk, the set or clear running, the idle timer and whether
 /// the image is closing. Invariants: no allocation that needs the bit begins before the set it waits for is
 /// durable; a clear starts only with no allocation in flight and none begins while it runs; an image opened with
-/// the bit set and not repaired (<c>keep</c>) keeps it until a check clears it.
+/// the bit set and not repaired (<c>keep</c>) keeps it until a check clears it. With the bit set, an allocation that
+/// needs it also waits until its table is in the recovery record (<see cref="RecoveryRecordWriter"/>), which starts
+/// with each set and ends with each clear.
 /// </remarks>
-internal sealed class NeedCheckTracker(HeaderWriter header, bool keep, TimeSpan clearDelay)
+/// <param name="header">The header area's writer.</param>
+/// <param name="record">The recovery record, started with each setting of the bit and ended with each clear.</param>
+/// <param name="cleanFileEnd">The allocation cursor, recorded as the clean file end when an epoch starts.</param>
+/// <param name="keep">The image was opened with the bit set and not repaired: it stays set.</param>
+/// <param name="clearDelay">How long the image must be idle after a flush before the bit is cleared.</param>
+internal sealed class NeedCheckTracker(HeaderWriter header, RecoveryRecordWriter record, Func<long> cleanFileEnd, bool keep, TimeSpan clearDelay)
 {
     private readonly Lock _lock = new();
     private int _activeAllocations;
@@ -29,13 +36,16 @@ internal sealed class NeedCheckTracker(HeaderWriter header, bool keep, TimeSpan 
         get { lock (_lock) return _activeAllocations; }
     }
 
-    /// <summary>Registers an allocation; when it may leave entries ahead of data, waits until NEED_CHECK is durable.</summary>
-    public async ValueTask BeginAllocationAsync(bool needsCheckBit, CancellationToken ct)
+    /// <summary>
+    /// Registers an allocation into L2 table <paramref name="l1Index"/>; when it may leave entries ahead of data, waits
+    /// until NEED_CHECK is durable and the table is in the recovery record.
+    /// </summary>
+    public async ValueTask BeginAllocationAsync(bool needsCheckBit, int l1Index, CancellationToken ct)
     {
         while (true)
         {
             Task wait;
-            bool owner = false;
+            bool registered = false;
             lock (_lock)
             {
                 if (_clearing != null)
@@ -45,16 +55,17 @@ internal sealed class NeedCheckTracker(HeaderWriter header, bool keep, TimeSpan 
                 else
                 {
                     _activeAllocations++;
-                    if (!needsCheckBit || _onDisk) return;
-                    wait = _setting ??= Task.Run(() => SetAsync(true));
-                    owner = true;
+                    if (!needsCheckBit) return;
+                    registered = true;
+                    wait = _onDisk ? Task.CompletedTask : _setting ??= Task.Run(() => SetAsync(true, l1Index));
                 }
             }
-            if (owner)
+            if (registered)
             {
                 try
                 {
                     await wait.WaitAsync(ct).ConfigureAwait(false);
+                    await record.EnsureAsync(l1Index).ConfigureAwait(false);
                     return;
                 }
                 catch
@@ -117,16 +128,27 @@ internal sealed class NeedCheckTracker(HeaderWriter header, bool keep, TimeSpan 
         lock (_lock)
         {
             if (keep || _activeAllocations > 0 || !_onDisk || _clearing != null || _setting != null) return;
-            task = _clearing = Task.Run(() => SetAsync(false));
+            task = _clearing = Task.Run(() => SetAsync(false, 0));
         }
         await task.WaitAsync(ct).ConfigureAwait(false);
     }
 
-    private async Task SetAsync(bool set)
+    private async Task SetAsync(bool set, int firstIndex)
     {
         try
         {
-            await header.SetNeedCheckAsync(set).ConfigureAwait(false);
+            if (set)
+            {
+                // The record's head and first table go first: the bit that says the record is valid is set with
+                // NEED_CHECK, in the header write that follows.
+                bool recorded = await record.StartEpochAsync(cleanFileEnd(), firstIndex).ConfigureAwait(false);
+                await header.SetNeedCheckAsync(true, recorded).ConfigureAwait(false);
+            }
+            else
+            {
+                await header.SetNeedCheckAsync(false).ConfigureAwait(false);
+                record.Reset();
+            }
             lock (_lock) _onDisk = set;
         }
         finally

@@ -32,6 +32,7 @@ public sealed partial class QedImage : DiskImage
     private readonly L2TableCache _cache;
     private readonly ClusterAllocator _allocator;
     private readonly MetadataWriteBack _writeBack;
+    private readonly RecoveryRecordWriter _record;
     private readonly NeedCheckTracker _needCheck;
     private readonly ClusterWriter _writer;
     private readonly Defragmenter _defragmenter;
@@ -39,8 +40,10 @@ public sealed partial class QedImage : DiskImage
     private readonly Emptier _emptier;
 
     private QedImage(IBlockStorage file, QedHeader header, ulong[] l1Entries, DiskImage? backing, string? backingName,
-        bool readOnly, long cacheBudget, QedTuning tuning)
+        bool readOnly, long cacheBudget, QedTuning tuning, Check.RecoveryPath recovery, QedRecoveryRecordInfo? recordFound)
     {
+        Recovery = recovery;
+        RecoveryRecord = recordFound;
         _file = file;
         _readOnly = readOnly;
         _g = new QedGeometry(header);
@@ -60,8 +63,9 @@ public sealed partial class QedImage : DiskImage
         _writeBack = new MetadataWriteBack(file, l1, _latch, metaLock, writeThrough, dataBeforeEntries: backing != null, tuning.SkipDataFlush);
         _cache = new L2TableCache(file, _g, l1, validator, _writeBack, metaLock, cacheBudget);
         // An image still marked NEED_CHECK here was not repaired (read-only, or opened for check itself): its bit
-        // stays set until a check clears it.
-        _needCheck = new NeedCheckTracker(_header, keep: header.NeedsCheck, tuning.NeedCheckClearDelay);
+        // stays set until a check clears it; a session that opened it so keeps no record (its bit was cleared at open).
+        _record = new RecoveryRecordWriter(_header, enabled: !tuning.NoRecoveryRecord, tuning.RecordOmitsLaterTables);
+        _needCheck = new NeedCheckTracker(_header, _record, () => _allocator.FileEnd, keep: header.NeedsCheck, tuning.NeedCheckClearDelay);
         _writer = new ClusterWriter(file, _g, l1, _cache, validator, _allocator, new ClusterClaims(metaLock), _writeBack,
             _needCheck, _backing, metaLock);
         _defragmenter = new Defragmenter(file, _g, l1, _cache, validator, _allocator, _writeBack, _latch, _gate, tuning.DefragBatchBytes);
@@ -99,6 +103,18 @@ public sealed partial class QedImage : DiskImage
 
     /// <summary>Whether the NEED_CHECK bit is set on disk or about to be.</summary>
     public bool IsDirty => Header.NeedsCheck;
+
+    /// <summary>
+    /// The recovery record found when a read-only open met an image marked NEED_CHECK with the record's bit set, or
+    /// null (a read-write open recovers such an image, and the record ends with the recovery).
+    /// </summary>
+    public QedRecoveryRecordInfo? RecoveryRecord { get; }
+
+    /// <summary>How the open recovered the image (for tests).</summary>
+    internal Check.RecoveryPath Recovery { get; }
+
+    /// <summary>L1 indices durable in this session's recovery record (for tests).</summary>
+    internal int TablesRecorded => _record.TablesRecorded;
 
     /// <inheritdoc />
     public override long? AllocatedBytes => _file.AllocatedBytes;
@@ -155,16 +171,28 @@ public sealed partial class QedImage : DiskImage
             if (backingName.Length == 0) backingName = null;
         }
 
-        if (!readOnly && header.AutoclearFeatures != 0)
+        var recovery = Check.RecoveryPath.None;
+        QedRecoveryRecordInfo? recordFound = null;
+        if (!readOnly && header.NeedsCheck && !options.SkipAutomaticCheck)
         {
-            // Auto-clear bits belong to features we do not know; a writer that does not maintain them clears them all.
+            // Through the recovery record if it can be trusted, else the full check; either clears every auto-clear bit.
+            (header, recovery) = await Check.OpenRecovery.RecoverAsync(file, header, useRecord: !tuning.NoRecoveryRecord, cancellationToken).ConfigureAwait(false);
+        }
+        else if (!readOnly && header.AutoclearFeatures != 0)
+        {
+            // Auto-clear bits belong to features this session does not maintain (the record starts afresh with the next
+            // NEED_CHECK): a writer clears them all.
             header = header with { AutoclearFeatures = 0 };
             await HeaderWriter.WriteAsync(file, header, cancellationToken).ConfigureAwait(false);
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        if (!readOnly && header.NeedsCheck && !options.SkipAutomaticCheck)
-            header = await Check.QedChecker.RepairOnOpenAsync(file, header, cancellationToken).ConfigureAwait(false);
+        else if (readOnly && header.NeedsCheck && (header.AutoclearFeatures & RecoveryRecordFormat.AutoclearBit) != 0)
+        {
+            var contents = await Check.OpenRecovery.ReadRecordAsync(file, header, cancellationToken).ConfigureAwait(false);
+            recordFound = contents.Valid
+                ? new QedRecoveryRecordInfo(true, contents.Tables.Length, contents.CleanFileEnd, null)
+                : new QedRecoveryRecordInfo(false, 0, 0, contents.Reason);
+        }
 
         var l1 = await TableCodec.ReadAsync(file, (long)header.L1TableOffset, (int)(header.ClusterSize * header.TableSize), cancellationToken).ConfigureAwait(false);
 
@@ -174,7 +202,7 @@ public sealed partial class QedImage : DiskImage
             string? format = (header.Features & QedFeatures.BackingFormatNoProbe) != 0 ? "raw" : null;
             backing = await openBacking(backingName, format, cancellationToken).ConfigureAwait(false);
         }
-        return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes, tuning);
+        return new QedImage(file, header, l1, backing, backingName, readOnly, options.L2CacheBytes, tuning, recovery, recordFound);
     }
 
     /// <inheritdoc />

@@ -22,4 +22,13 @@ internal sealed record QedTuning
 
     /// <summary>How long after the last flush NEED_CHECK is cleared, if no allocation came meanwhile.</summary>
     public TimeSpan NeedCheckClearDelay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Keep no recovery record: recovery after a crash checks every table (the path before the record).</summary>
+    public bool NoRecoveryRecord { get; init; }
+
+    /// <summary>
+    /// Fault injection: record only the first table of each epoch, so the crash test can show that it catches a
+    /// recovery record that misses a table.
+    /// </summary>
+    public bool RecordOmitsLaterTables { get; init; }
 }

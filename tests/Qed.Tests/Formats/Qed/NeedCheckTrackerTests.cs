@@ -20,15 +20,15 @@ public class NeedCheckTrackerTests
     public async Task TheBitIsDurableBeforeTheFirstAllocationThatNeedsItGoesOn()
     {
         var (f, header) = Setup();
-        var tracker = new NeedCheckTracker(header, keep: false, TimeSpan.FromHours(1));
-        await tracker.BeginAllocationAsync(needsCheckBit: false, CancellationToken.None);
+        var tracker = new NeedCheckTracker(header, new RecoveryRecordWriter(header, enabled: false), () => 0, keep: false, TimeSpan.FromHours(1));
+        await tracker.BeginAllocationAsync(needsCheckBit: false, 0, CancellationToken.None);
         Assert.False(OnDisk(f)); // a zero-cluster or backed allocation needs no bit
         f.File.ClearLog();
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         Assert.True(OnDisk(f));
         Assert.Equal(["W 0 64", "F"], f.File.Log);
         Assert.True(header.Current.NeedsCheck);
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None); // already set: no write
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None); // already set: no write
         Assert.Equal(2, f.File.Log.Length);
         Assert.Equal(3, tracker.ActiveAllocations);
     }
@@ -37,8 +37,8 @@ public class NeedCheckTrackerTests
     public async Task TheBitClearsOnlyWithNoAllocationInFlightAndAfterASync()
     {
         var (f, header) = Setup();
-        var tracker = new NeedCheckTracker(header, keep: false, TimeSpan.FromHours(1));
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        var tracker = new NeedCheckTracker(header, new RecoveryRecordWriter(header, enabled: false), () => 0, keep: false, TimeSpan.FromHours(1));
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         await tracker.ClearIfIdleAsync(CancellationToken.None);
         Assert.True(OnDisk(f), "an allocation is in flight");
         tracker.EndAllocation();
@@ -53,8 +53,8 @@ public class NeedCheckTrackerTests
     public async Task AnImageOpenedWithTheBitAndNotRepairedKeepsIt()
     {
         var (f, header) = Setup(QedFeatures.NeedCheck);
-        var tracker = new NeedCheckTracker(header, keep: true, TimeSpan.FromMilliseconds(1));
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        var tracker = new NeedCheckTracker(header, new RecoveryRecordWriter(header, enabled: false), () => 0, keep: true, TimeSpan.FromMilliseconds(1));
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         tracker.EndAllocation();
         tracker.ScheduleClear();
         await tracker.ClearIfIdleAsync(CancellationToken.None);
@@ -67,8 +67,8 @@ public class NeedCheckTrackerTests
     public async Task TheIdleTimerClearsTheBitAndCloseStopsIt()
     {
         var (f, header) = Setup();
-        var tracker = new NeedCheckTracker(header, keep: false, TimeSpan.FromMilliseconds(100));
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        var tracker = new NeedCheckTracker(header, new RecoveryRecordWriter(header, enabled: false), () => 0, keep: false, TimeSpan.FromMilliseconds(100));
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         tracker.EndAllocation();
         tracker.ScheduleClear();
         Assert.True(OnDisk(f));
@@ -76,7 +76,7 @@ public class NeedCheckTrackerTests
         while (OnDisk(f) && DateTime.UtcNow < deadline) await Task.Delay(20);
         Assert.False(OnDisk(f));
 
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         tracker.EndAllocation();
         tracker.ScheduleClear();
         await tracker.StopAsync();
@@ -91,13 +91,13 @@ public class NeedCheckTrackerTests
     public async Task AnAllocationThatArrivesDuringAClearWaitsForItAndSetsTheBitAgain()
     {
         var (f, header) = Setup();
-        var tracker = new NeedCheckTracker(header, keep: false, TimeSpan.FromHours(1));
-        await tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None);
+        var tracker = new NeedCheckTracker(header, new RecoveryRecordWriter(header, enabled: false), () => 0, keep: false, TimeSpan.FromHours(1));
+        await tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None);
         tracker.EndAllocation();
         f.File.FlushDelay = TimeSpan.FromMilliseconds(100);
         var clearing = tracker.ClearIfIdleAsync(CancellationToken.None);
         await Task.Delay(20);
-        var begin = tracker.BeginAllocationAsync(needsCheckBit: true, CancellationToken.None).AsTask();
+        var begin = tracker.BeginAllocationAsync(needsCheckBit: true, 0, CancellationToken.None).AsTask();
         await clearing;
         await begin;
         Assert.True(OnDisk(f));
