@@ -127,11 +127,11 @@ internal static class MigrateCommand
     private static void PrintSummary(MigrationPlan plan, MigrationReport report)
     {
         int ok = report.Entries.Count(e => e.Succeeded);
-        Console.WriteLine($"Migrated {ok} of {report.Entries.Count} images into '{Show(plan.TargetDirectory)}' ({plan.Options.TargetFormat}): "
+        Console.WriteLine($"Migrated {ok} of {report.Entries.Count} images into '{Show(plan.TargetDirectory)}' ({plan.Options.TargetFormat}), each verified: "
             + $"{report.Count(MigrationOutcome.Migrated)} converted, {report.Count(MigrationOutcome.UpToDate)} up to date, "
-            + $"{report.Count(MigrationOutcome.Salvaged)} salvaged; every one verified.");
+            + $"{report.Count(MigrationOutcome.Salvaged)} salvaged.");
         foreach (var e in report.Entries.Where(e => e.Outcome == MigrationOutcome.Salvaged))
-            Console.WriteLine($"  {Show(e.Source)}: salvaged: {e.Salvaged.Sum(r => r.Length)} bytes in {e.Salvaged.Count} ranges read as zeroes"
+            Console.WriteLine($"  {Show(e.Source)}: salvaged: {e.Salvaged.Sum(r => r.Length)} bytes in {MigrationText.Count(e.Salvaged.Count, "range")} read as zeroes"
                 + (e.Error != null ? $" ({e.Error})" : ""));
         var missed = report.Entries.Where(e => !e.Succeeded).ToList();
         if (missed.Count > 0)

@@ -25,7 +25,7 @@ public class MigrateVaultInteropTests
         using var vault = new Vault();
         var run = vault.Dir.Qed("migrate", "-j", "2", "vault", "out");
         Assert.True(run.ExitCode == 2, run.ToString());
-        Assert.Contains("bad.qed: corrupt: its check found 1 corruptions", run.StdOut);
+        Assert.Contains("bad.qed: corrupt: its check found 1 corruption and 0 check errors", run.StdOut);
         Assert.Contains($"Migrated {vault.Images.Count + vault.Others.Count} of {vault.Images.Count + vault.Others.Count + 1} images", run.StdOut);
         vault.AssertTargetTree(vault.Dir["out"], "qcow2", flat: false);
         Assert.False(File.Exists(vault.Dir["out/bad.qcow2"]));

@@ -235,7 +235,7 @@ internal sealed class MigrationRunner
             var found = await QedChecker.CheckAsync(file, CheckRepair.None, ct).ConfigureAwait(false);
             if (found.Corruptions != 0 || found.CheckErrors != 0)
             {
-                string what = $"its check found {found.Corruptions} corruptions and {found.CheckErrors} check errors"
+                string what = $"its check found {MigrationText.Count(found.Corruptions, "corruption")} and {MigrationText.Count(found.CheckErrors, "check error")}"
                     + (found.Messages.Count > 0 ? $" ({found.Messages[0]})" : "");
                 if (!options.Salvage) return Entry(step, MigrationOutcome.Corrupt, what + "; use --salvage to convert what can be read") with { SourceDirty = dirty };
                 note = what;

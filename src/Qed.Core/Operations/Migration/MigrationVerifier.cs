@@ -36,7 +36,7 @@ internal static class MigrationVerifier
             }
             if (result is null) check = "unavailable (TEMPORARY: no qcow2 check before the qcow2-check merge)";
             else if (result.Corruptions != 0 || result.CheckErrors != 0 || result.Leaks != 0)
-                return new Verdict($"the target's check found {result.Corruptions} corruptions, {result.Leaks} leaks and {result.CheckErrors} check errors",
+                return new Verdict($"the target's check found {MigrationText.Count(result.Corruptions, "corruption")}, {MigrationText.Count(result.Leaks, "leaked cluster")} and {MigrationText.Count(result.CheckErrors, "check error")}",
                     "failed");
             else check = "clean";
         }
