@@ -107,7 +107,7 @@ internal static class ImageCreator
         long? refBits = refcountBits is null ? null : ParseNumber("refcount_bits", refcountBits);
         announce?.Invoke($"{head} cluster_size={clusterSize ?? 65536} extended_l2={extendedL2 ?? "off"}"
             + (prealloc != null ? $" preallocation={prealloc}" : "") + $" compression_type={compression ?? "zlib"}"
-            + $"{SizePart(size)}{backingPart}" + (compat != null ? $" compat={compat}" : "")
+            + SizePart(size) + (compat != null ? $" compat={compat}" : "") + backingPart
             + $" lazy_refcounts={lazy ?? "off"} refcount_bits={refBits ?? 16}");
         // QAPI's enumerations, in the order of its qcow2 creation options: version, preallocation, compression type (an
         // unknown backing format, which qemu-img names between the first two, is the layout's first check).

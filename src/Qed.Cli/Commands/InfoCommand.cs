@@ -101,6 +101,7 @@ internal static class InfoCommand
         sb.Append("virtual size: ").Append(HumanSize.Format(info.VirtualSize)).Append(" (").Append(info.VirtualSize).Append(" bytes)\n");
         sb.Append("disk size: ").Append(info.ActualSize is { } actual ? HumanSize.Format(actual) : "unavailable").Append('\n');
         if (info.ClusterSize is { } cs) sb.Append("cluster_size: ").Append(cs).Append('\n');
+        if (info.Qcow2 != null && info.DirtyFlag) sb.Append("cleanly shut down: no\n"); // qemu-img's line for the qcow2 dirty bit
         if (info.BackingFilename != null)
         {
             sb.Append("backing file: ").Append(info.BackingFilename);
@@ -111,7 +112,7 @@ internal static class InfoCommand
         }
         if (info.Qcow2 is { } qcow2) sb.Append(Qcow2Human(qcow2));
         // qemu-img leaves the dirty state out of its text; ours is the true NEED_CHECK bit, worth a line when set.
-        if (info.DirtyFlag) sb.Append("dirty flag: yes (NEED_CHECK is set: the image needs a consistency check)\n");
+        if (info.DirtyFlag && info.Qcow2 is null) sb.Append("dirty flag: yes (NEED_CHECK is set: the image needs a consistency check)\n");
         return sb.ToString();
     }
 
