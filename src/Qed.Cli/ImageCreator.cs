@@ -115,7 +115,7 @@ internal static class ImageCreator
         {
             null or "1.1" or "v3" => 3,
             "0.10" or "v2" => 2,
-            var other => throw new CommandException($"Parameter 'version' does not accept value '{other}'"),
+            var other => throw new CreateRefusedException($"Parameter 'version' does not accept value '{other}'"),
         };
         var preallocation = prealloc switch
         {
@@ -123,13 +123,13 @@ internal static class ImageCreator
             "metadata" => Formats.Qcow2.Qcow2Preallocation.Metadata,
             "falloc" => Formats.Qcow2.Qcow2Preallocation.Falloc,
             "full" => Formats.Qcow2.Qcow2Preallocation.Full,
-            var other => throw new CommandException($"Parameter 'preallocation' does not accept value '{other}'"),
+            var other => throw new CreateRefusedException($"Parameter 'preallocation' does not accept value '{other}'"),
         };
         var compressionType = compression switch
         {
             null or "zlib" => Formats.Qcow2.Qcow2CompressionType.Zlib,
             "zstd" => Formats.Qcow2.Qcow2CompressionType.Zstd,
-            var other => throw new CommandException($"Parameter 'compression-type' does not accept value '{other}'"),
+            var other => throw new CreateRefusedException($"Parameter 'compression-type' does not accept value '{other}'"),
         };
         var options = new Formats.Qcow2.Qcow2CreateOptions
         {
@@ -147,7 +147,14 @@ internal static class ImageCreator
             Preallocation = preallocation,
             CompressionType = compressionType,
         };
-        await Formats.Qcow2.Qcow2Image.CreateAsync(path, options, ct);
+        try
+        {
+            await Formats.Qcow2.Qcow2Image.CreateAsync(path, options, ct);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException && e is not CreateRefusedException)
+        {
+            throw new CreateRefusedException(CliRunner.Describe(e), e);
+        }
     }
 
     /// <summary>qemu-img's booleans: on, off, yes, no, true, false, y, n (lower case only, as it takes them).</summary>
@@ -183,3 +190,11 @@ internal static class ImageCreator
         return (long)(negative ? 0 - u : u);
     }
 }
+
+/// <summary>
+/// The format refused to create the image for an option's value or combination, after the Formatting line: create
+/// words it <c>FILE: reason</c> (as any argument error), convert <c>FILE: error while converting FMT: reason</c>, as
+/// qemu-img does. Errors found while the option list is read (a type, an unknown key) are not this: qemu-img names no
+/// file for them in convert.
+/// </summary>
+internal sealed class CreateRefusedException(string message, Exception? inner = null) : ArgumentException(message, inner);

@@ -212,6 +212,30 @@ public class Qcow2CreateInteropTests
         AssertInfoAgrees(dir, "dst.qcow2");
     }
 
+    /// <summary>
+    /// convert refuses the options create refuses, in qemu-img convert's words: a value or combination the format
+    /// refuses names the target ("FILE: error while converting qcow2: ..."), a type or unknown key does not.
+    /// </summary>
+    [Theory]
+    [InlineData("refcount_bits=3")]
+    [InlineData("compat=0.10,lazy_refcounts=on")]
+    [InlineData("preallocation=foo")]
+    [InlineData("compat=1.2")]
+    [InlineData("cluster_size=1000")]
+    [InlineData("refcount_bits=x")]
+    [InlineData("lazy_refcounts=maybe")]
+    [InlineData("foo=bar")]
+    public void ConvertRefusesInQemuImgConvertsWords(string options)
+    {
+        using var dir = new TempDir();
+        Tool.Ok(dir.QemuImg("create", "-q", "-f", "qed", "src.qed", "1M"));
+        var qemu = dir.QemuImg("convert", "-O", "qcow2", "-o", options, "src.qed", "dst.qcow2");
+        var qed = dir.Qed("convert", "-O", "qcow2", "-o", options, "src.qed", "dst.qcow2");
+        Assert.True(qemu.ExitCode != 0, qemu.ToString());
+        AssertSameOutput(qemu, qed);
+        Assert.False(File.Exists(dir["dst.qcow2"]));
+    }
+
     /// <summary>qed info and qemu-img info print the same, text and JSON, with and without --backing-chain (disk usage aside).</summary>
     internal static void AssertInfoAgrees(TempDir dir, string image)
     {
