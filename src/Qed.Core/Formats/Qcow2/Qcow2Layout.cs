@@ -23,7 +23,7 @@ internal static class Qcow2Layout
     /// <param name="RefTableClusters">Its size in clusters.</param>
     /// <param name="RefBlocksOffset">Where the refcount blocks made before the L1 table start.</param>
     /// <param name="RefBlocks">How many blocks precede the L1 table.</param>
-    /// <param name="L1Offset">Where the L1 table starts.</param>
+    /// <param name="L1Offset">Where the L1 table starts (for a guest of size 0, where it would: the header then says 0).</param>
     /// <param name="L1Bytes">Its size in bytes (entries × 8).</param>
     /// <param name="MetadataClusters">Clusters holding metadata: header, refcount table and blocks, L1 and L2 tables.</param>
     /// <param name="Preallocation">What follows the L1 table.</param>
@@ -37,7 +37,7 @@ internal static class Qcow2Layout
         public long PerBlock => (long)FirstCluster.Length * 8 / (1 << (int)Header.RefcountOrder);
 
         /// <summary>The cluster after the L1 table, where preallocation starts.</summary>
-        public long AfterL1 => L1Offset / FirstCluster.Length + Math.Max(1, (L1Bytes + FirstCluster.Length - 1) / FirstCluster.Length);
+        public long AfterL1 => L1Offset / FirstCluster.Length + (L1Bytes + FirstCluster.Length - 1) / FirstCluster.Length;
 
         /// <summary>The placements after the L1 table (none without preallocation).</summary>
         public IEnumerable<Qcow2Placement> Placements => Preallocation == Qcow2Preallocation.Off ? [] :
@@ -110,7 +110,8 @@ internal static class Qcow2Layout
         // Metadata clusters: header, refcount table, refcount blocks, L1. Find the fixed point where the blocks count
         // every metadata cluster including themselves; with preallocation the table must also hold the blocks made
         // after the L1 table, so grow it and plan again until it does.
-        long l1Clusters = Math.Max(1, (l1Entries * 8 + cs - 1) / cs);
+        // An empty image has no L1 table at all (offset 0, as qemu-img writes it): nothing to allocate for it.
+        long l1Clusters = (l1Entries * 8 + cs - 1) / cs;
         long refsPerBlock = (long)cs * 8 / refBits;
         long guestClusters = (rounded + cs - 1) / cs;
         long l2Entries = cs / 8;
@@ -156,7 +157,7 @@ internal static class Qcow2Layout
             ClusterBits = (uint)bits,
             Size = (ulong)rounded,
             L1Size = (uint)l1Entries,
-            L1TableOffset = (ulong)l1Offset,
+            L1TableOffset = l1Entries == 0 ? 0 : (ulong)l1Offset,
             RefcountTableOffset = (ulong)refTableOffset,
             RefcountTableClusters = (uint)tableClusters,
             RefcountOrder = (uint)BitOperations.Log2((uint)refBits),
@@ -213,11 +214,11 @@ internal static class Qcow2Layout
         if (l1 == null)
         {
             // The L1 table reads as zeroes without being written; extending the file keeps it inside and sparse.
-            await storage.SetLengthAsync(layout.L1Offset + Math.Max(layout.L1Bytes, 8), ct).ConfigureAwait(false);
+            await storage.SetLengthAsync(layout.L1Bytes == 0 ? layout.TotalClusters * cs : layout.L1Offset + Math.Max(layout.L1Bytes, 8), ct).ConfigureAwait(false);
             await storage.FlushAsync(ct).ConfigureAwait(false);
             return;
         }
-        await storage.WriteAsync(layout.L1Offset, l1, ct).ConfigureAwait(false);
+        if (l1.Length > 0) await storage.WriteAsync(layout.L1Offset, l1, ct).ConfigureAwait(false);
         var l2 = new byte[cs];
         long l2Data = -1; // the L2 table waiting for the guest clusters it maps (written once their offsets are known)
         foreach (var p in layout.Placements)
