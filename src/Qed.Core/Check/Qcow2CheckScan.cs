@@ -17,6 +17,8 @@ internal enum Qcow2EntryFix
     ClearL1,
     /// <summary>A preallocated zero cluster whose offset cannot be followed: it becomes a plain zero cluster.</summary>
     PlainZero,
+    /// <summary>A compressed entry with the copied flag (which reads fail on): the flag is cleared.</summary>
+    ClearCopied,
 }
 
 /// <summary>One entry a repair changes: where the entry is in the file, what it holds, what the repair does.</summary>
@@ -56,6 +58,8 @@ internal sealed class Qcow2CheckScan
     private readonly SparseBitmap _otherMetadata = new();
     private readonly Dictionary<long, Qcow2RefcountBlock?> _blockCache = new();
     private long _nbClusters;
+    /// <summary>Active L2 tables whose entries were considered for repair (a table two L1 entries share, once).</summary>
+    private readonly HashSet<long> _repairedTables = new();
 
     private Qcow2CheckScan(IBlockStorage file, Qcow2Header header, Qcow2Refcounts refcounts, bool forRebuild)
     {
@@ -232,19 +236,27 @@ internal sealed class Qcow2CheckScan
             bool inside = Count(l2, _cs);
             bool aligned = l2 % _cs == 0;
             if (!aligned) Corruption($"ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted");
+            // A table that a repair replaces is not repaired itself: its replacement is, in the next round.
+            bool repairTable = active;
             if (active)
             {
                 if (!inside && l2 >= _fileLength)
+                {
                     EntryRepairs.Add(new(entryOffset, entry, Qcow2EntryFix.ClearL1, "names an L2 table past the end of the file"));
+                    repairTable = false;
+                }
                 else if (aligned && _otherMetadata.Get(l2 >> _bits))
+                {
                     EntryRepairs.Add(new(entryOffset, entry, Qcow2EntryFix.CopyTable, "names an L2 table inside other metadata"));
+                    repairTable = false;
+                }
             }
             var table = await Qcow2Entries.ReadAsync(_file, l2, _cs / 8, ct).ConfigureAwait(false);
-            WalkL2(table, l2, active);
+            WalkL2(table, l2, active, repairTable && aligned && _repairedTables.Add(l2));
         }
     }
 
-    private void WalkL2(ulong[] table, long l2Offset, bool active)
+    private void WalkL2(ulong[] table, long l2Offset, bool active, bool repair)
     {
         long nextContiguous = 0;
         for (int j = 0; j < table.Length; j++)
@@ -260,6 +272,8 @@ internal sealed class Qcow2CheckScan
                 if ((entry & Qcow2Entries.CopiedFlag) != 0)
                     Corruption($"ERROR: coffset=0x{host:x}: copied flag must never be set for compressed clusters");
                 Count(host, length);
+                if (repair && (entry & Qcow2Entries.CopiedFlag) != 0)
+                    EntryRepairs.Add(new(entryOffset, entry, Qcow2EntryFix.ClearCopied, "is compressed but marked as copied"));
                 if (active)
                 {
                     Result.AllocatedClusters++;
@@ -285,7 +299,7 @@ internal sealed class Qcow2CheckScan
                 nextContiguous = offset + _cs;
             }
             bool inside = Count(offset, _cs);
-            if (!active || l2Offset % _cs != 0) continue;
+            if (!repair) continue;
             string? why = !aligned ? "is not cluster aligned"
                 : !inside ? "points past the end of the file"
                 : _tables.Get(offset >> _bits) || _otherMetadata.Get(offset >> _bits) ? "points into metadata" : null;
@@ -346,11 +360,13 @@ internal sealed class Qcow2CheckScan
         return block == null ? 0 : _refcounts.Get(block, cluster);
     }
 
-    /// <summary>Where refcount block <paramref name="index"/> is (0 for none); false when its entry is unaligned.</summary>
+    /// <summary>Where refcount block <paramref name="index"/> is (0 for none, and for one past the end of the file,
+    /// which reads as zeroes); false when its entry is unaligned.</summary>
     public bool TryBlockOffset(long index, out long offset)
     {
-        offset = index < _refcounts.TableLength ? (long)(_refcounts.EntryAt(index) & RefTableOffsetMask) : 0;
-        return offset % _cs == 0;
+        ulong entry = index < _refcounts.TableLength ? _refcounts.EntryAt(index) & RefTableOffsetMask : 0;
+        offset = entry >= (ulong)_fileLength ? 0 : (long)entry;
+        return entry % (ulong)_cs == 0;
     }
 
     /// <summary>Refcounts on disk against the references, cluster by cluster over the file (qemu-img's range).</summary>

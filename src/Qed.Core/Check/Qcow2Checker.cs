@@ -58,14 +58,16 @@ public static class Qcow2Checker
         var scan = first;
         if (repair == CheckRepair.All)
         {
+            var originals = new Dictionary<long, byte[]>(); // clusters of tables as they were before the repair changed them
             for (int round = 0; round < MaxEntryRounds && scan.EntryRepairs.Count > 0; round++)
             {
-                corruptionsFixed += await RepairEntriesAsync(file, header, scan.EntryRepairs, messages, ct).ConfigureAwait(false);
+                corruptionsFixed += await RepairEntriesAsync(file, header, scan.EntryRepairs, originals, messages, ct).ConfigureAwait(false);
                 scan = await Qcow2CheckScan.RunAsync(file, header, forRebuild: false, ct).ConfigureAwait(false);
             }
         }
 
-        if (scan.Result.CheckErrors == 0 && scan.NeedsRebuild)
+        // A rebuild needs no old refcount, so refcounts that cannot be read (the only check errors) do not stop it.
+        if (scan.NeedsRebuild && (repair == CheckRepair.All || scan.Result.CheckErrors == 0))
         {
             if (repair != CheckRepair.All)
             {
@@ -127,7 +129,7 @@ public static class Qcow2Checker
     /// entries that name them, flushed. Returns the entries repaired.
     /// </summary>
     private static async Task<long> RepairEntriesAsync(IBlockStorage file, Qcow2Header header, List<Qcow2EntryRepair> repairs,
-        List<string> messages, CancellationToken ct)
+        Dictionary<long, byte[]> originals, List<string> messages, CancellationToken ct)
     {
         int cs = header.ClusterSize;
         long next = (file.Length + cs - 1) / cs * cs; // after a partial last cluster, which may hold referenced bytes
@@ -144,11 +146,14 @@ public static class Qcow2Checker
                 case Qcow2EntryFix.ClearL1:
                     entries.Add((r.EntryOffset, 0, $"Repairing {what} (entry cleared: it read as an empty table)"));
                     break;
+                case Qcow2EntryFix.ClearCopied:
+                    entries.Add((r.EntryOffset, r.Entry & ~Qcow2Entries.CopiedFlag, $"Repairing {what} (copied flag cleared)"));
+                    break;
                 case Qcow2EntryFix.PlainZero:
                     entries.Add((r.EntryOffset, Qcow2Entries.ZeroFlag, $"Repairing {what} (now a plain zero cluster: it read as zeroes)"));
                     break;
                 default:
-                    await file.ReadAsync(source, bytes, ct).ConfigureAwait(false); // past the end of the file reads as zeroes
+                    await ReadOriginalAsync(file, source, bytes, originals, ct).ConfigureAwait(false);
                     await file.WriteAsync(next, bytes, ct).ConfigureAwait(false);
                     entries.Add((r.EntryOffset, (ulong)next | Qcow2Entries.CopiedFlag,
                         $"Repairing {what} (it now has its own copy of those bytes at 0x{next:x})"));
@@ -159,11 +164,35 @@ public static class Qcow2Checker
         await file.FlushAsync(ct).ConfigureAwait(false); // copies are durable before anything names them
         foreach (var (at, value, message) in entries)
         {
+            long cluster = at / cs * cs;
+            if (!originals.ContainsKey(cluster))
+            {
+                var before = new byte[cs];
+                await file.ReadAsync(cluster, before, ct).ConfigureAwait(false);
+                originals[cluster] = before;
+            }
             await WriteEntryAsync(file, at, value, ct).ConfigureAwait(false);
             messages.Add(message);
         }
         await file.FlushAsync(ct).ConfigureAwait(false);
         return entries.Count;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="buffer"/> at <paramref name="offset"/> as the file was before this repair changed any
+    /// table: an entry copied in a later round (one inside a table copied from metadata) gets the bytes it read
+    /// before the repair, not the repaired entries. Past the end of the file reads as zeroes.
+    /// </summary>
+    private static async Task ReadOriginalAsync(IBlockStorage file, long offset, byte[] buffer, Dictionary<long, byte[]> originals, CancellationToken ct)
+    {
+        await file.ReadAsync(offset, buffer, ct).ConfigureAwait(false);
+        int cs = buffer.Length;
+        for (long cluster = offset / cs * cs; cluster < offset + cs; cluster += cs)
+        {
+            if (!originals.TryGetValue(cluster, out var before)) continue;
+            long from = Math.Max(offset, cluster), to = Math.Min(offset + cs, cluster + cs);
+            before.AsSpan((int)(from - cluster), (int)(to - from)).CopyTo(buffer.AsSpan((int)(from - offset)));
+        }
     }
 
     /// <summary>Sets mismatched refcounts in place (all covered by a block: a missing one means a rebuild).</summary>
