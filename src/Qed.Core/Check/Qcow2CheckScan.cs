@@ -314,12 +314,11 @@ internal sealed class Qcow2CheckScan
         for (long i = 0; i < _refcounts.TableLength; i++)
         {
             ulong raw = _refcounts.EntryAt(i);
-            long offset = (long)(raw & RefTableOffsetMask);
-            long cluster = offset >> _bits;
+            ulong offset = raw & RefTableOffsetMask;
             string? problem =
                 (raw & Qcow2Entries.RefTableReservedMask) != 0 ? $"ERROR refcount table entry {i} has reserved bits set" :
-                offset % _cs != 0 ? $"ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted" :
-                cluster >= _nbClusters ? $"ERROR refcount block {i} is outside image" : null;
+                offset % (ulong)_cs != 0 ? $"ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted" :
+                offset >> _bits >= (ulong)_nbClusters ? $"ERROR refcount block {i} is outside image" : null;
             if (problem != null)
             {
                 Corruption(problem);
@@ -328,7 +327,8 @@ internal sealed class Qcow2CheckScan
                 continue;
             }
             if (offset == 0) continue;
-            Count(offset, _cs);
+            long cluster = (long)(offset >> _bits);
+            Count((long)offset, _cs);
             if (References[cluster] != 1)
             {
                 Corruption($"ERROR refcount block {i} refcount={References[cluster]}");
@@ -360,13 +360,13 @@ internal sealed class Qcow2CheckScan
         return block == null ? 0 : _refcounts.Get(block, cluster);
     }
 
-    /// <summary>Where refcount block <paramref name="index"/> is (0 for none, and for one past the end of the file,
-    /// which reads as zeroes); false when its entry is unaligned.</summary>
+    /// <summary>Where refcount block <paramref name="index"/> is (0 for none); false when its entry is unaligned or
+    /// past the end of the file (qemu-img cannot read a refcount there).</summary>
     public bool TryBlockOffset(long index, out long offset)
     {
         ulong entry = index < _refcounts.TableLength ? _refcounts.EntryAt(index) & RefTableOffsetMask : 0;
         offset = entry >= (ulong)_fileLength ? 0 : (long)entry;
-        return entry % (ulong)_cs == 0;
+        return entry % (ulong)_cs == 0 && entry < (ulong)_fileLength;
     }
 
     /// <summary>Refcounts on disk against the references, cluster by cluster over the file (qemu-img's range).</summary>
