@@ -58,6 +58,8 @@ internal sealed class Qcow2CheckScan
     private readonly SparseBitmap _otherMetadata = new();
     private readonly Dictionary<long, Qcow2RefcountBlock?> _blockCache = new();
     private long _nbClusters;
+    /// <summary>Set by <see cref="Count"/> when a reference did not fit the refcount width.</summary>
+    private bool _overflowed;
     /// <summary>Active L2 tables whose entries were considered for repair (a table two L1 entries share, once).</summary>
     private readonly HashSet<long> _repairedTables = new();
 
@@ -81,6 +83,8 @@ internal sealed class Qcow2CheckScan
     /// <summary>Whether the refcount structure must be rebuilt to be repaired (a used cluster has refcount 0, or a
     /// refcount block cannot be followed or is shared).</summary>
     public bool NeedsRebuild { get; private set; }
+    /// <summary>Whether a refcount table entry names a block outside the image (a rebuild with <c>-r all</c> fixes it).</summary>
+    public bool BlockOutsideImage { get; private set; }
     /// <summary>Corruptions found by the refcount comparison and the refcount block checks (what a rebuild fixes).</summary>
     public long RefcountCorruptions { get; private set; }
     /// <summary>Clusters whose refcount differs from their references.</summary>
@@ -213,6 +217,7 @@ internal sealed class Qcow2CheckScan
             if (c >= _nbClusters) _nbClusters = c + 1;
             if (!References.Add(c))
             {
+                _overflowed = true;
                 Corruption($"ERROR: overflow cluster offset=0x{c << _bits:x}");
                 Result.Messages.Add("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing");
             }
@@ -298,10 +303,12 @@ internal sealed class Qcow2CheckScan
                 if (nextContiguous != 0 && offset != nextContiguous) Result.FragmentedClusters++;
                 nextContiguous = offset + _cs;
             }
+            _overflowed = false;
             bool inside = Count(offset, _cs);
             if (!repair) continue;
             string? why = !aligned ? "is not cluster aligned"
                 : !inside ? "points past the end of the file"
+                : _overflowed ? "shares its cluster more times than the refcount width counts"
                 : _tables.Get(offset >> _bits) || _otherMetadata.Get(offset >> _bits) ? "points into metadata" : null;
             if (why != null)
                 EntryRepairs.Add(new(entryOffset, entry, zero ? Qcow2EntryFix.PlainZero : Qcow2EntryFix.CopyData, why));
@@ -323,7 +330,10 @@ internal sealed class Qcow2CheckScan
             {
                 Corruption(problem);
                 RefcountCorruptions++;
-                NeedsRebuild = true;
+                // qemu-img fails a -r leaks repair for every such entry but one outside the image (it only counts it).
+                if (offset >> _bits >= (ulong)_nbClusters && offset % (ulong)_cs == 0 && (raw & Qcow2Entries.RefTableReservedMask) == 0)
+                    BlockOutsideImage = true;
+                else NeedsRebuild = true;
                 continue;
             }
             if (offset == 0) continue;
