@@ -121,6 +121,9 @@ public sealed class Qcow2CheckInteropTests(Qcow2CheckImages images) : IClassFixt
         var ours = images.Dir.Qed("check", "-r", "leaks", file);
         Assert.True(qemu.ExitCode == ours.ExitCode, $"{name}\n{qemu}\n{ours}");
         Assert.DoesNotContain("   at ", ours.StdErr);
+        Assert.Equal(qemu.StdOut == "" ? "" : "counts", ours.StdOut == "" ? "" : "counts");
+        // The last line says why a repair could not run ("Check failed: ..."), or the last problem left, alike.
+        Assert.Equal(LastLine(qemu.StdErr, "qemu-img: "), LastLine(ours.StdErr, "qed: "));
         // Afterwards qemu-img finds the same in both (clean where -r leaks could do it all).
         var qemuAfter = images.Dir.QemuImg("check", "--output=json", theirs);
         var oursAfter = images.Dir.QemuImg("check", "--output=json", file);
@@ -129,6 +132,12 @@ public sealed class Qcow2CheckInteropTests(Qcow2CheckImages images) : IClassFixt
         if (Cases[name].RepairsLikeQemu) Assert.Equal(qemu.StdOut, ours.StdOut);
         if (images.Dir.QemuImg("compare", "-f", "qcow2", "-F", "qcow2", before, before).ExitCode == 0)
             Tool.Ok(images.Dir.QemuImg("compare", "-f", "qcow2", "-F", "qcow2", before, file));
+    }
+
+    private static string LastLine(string text, string program)
+    {
+        string last = text.TrimEnd('\n').Split('\n')[^1];
+        return last.StartsWith(program, StringComparison.Ordinal) ? last[program.Length..] : last.StartsWith("Check failed", StringComparison.Ordinal) ? last : "";
     }
 
     private static string Counts(string json)
