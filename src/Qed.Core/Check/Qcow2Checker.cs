@@ -67,7 +67,7 @@ public static class Qcow2Checker
         }
 
         // A rebuild needs no old refcount, so refcounts that cannot be read (the only check errors) do not stop it.
-        if ((scan.NeedsRebuild || (repair == CheckRepair.All && scan.BlockOutsideImage)) && (repair == CheckRepair.All || scan.Result.CheckErrors == 0))
+        if (scan.NeedsRebuild || (repair == CheckRepair.All && scan.BlockOutsideImage))
         {
             if (repair != CheckRepair.All)
             {
