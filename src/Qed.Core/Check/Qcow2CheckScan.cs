@@ -117,7 +117,11 @@ internal sealed class Qcow2CheckScan
         await MapMetadataAsync(snapshots, snapshotTableBytes, ct).ConfigureAwait(false);
 
         Count(0, _cs);
-        await WalkL1Async((long)h.L1TableOffset, h.L1Size, active: true, ct).ConfigureAwait(false);
+        await WalkL1Async((long)h.L1TableOffset, h.L1Size, active: true, 1, ct).ConfigureAwait(false);
+        // Snapshots naming the same L1 table are walked once, their references counted as many times as named:
+        // the work follows the distinct tables in the file, never how often a (hostile) table names them.
+        var distinct = new List<(long Offset, uint Size)>();
+        var times = new Dictionary<(long, uint), ulong>();
         foreach (var sn in snapshots)
         {
             if (sn.L1TableOffset % (ulong)_cs != 0)
@@ -130,8 +134,13 @@ internal sealed class Qcow2CheckScan
                 Corruption($"ERROR snapshot {sn.Id} ({sn.Name}) l1_size=0x{sn.L1Size:x}: L1 table is too large; snapshot table entry corrupted");
                 continue;
             }
-            await WalkL1Async((long)sn.L1TableOffset, sn.L1Size, active: false, ct).ConfigureAwait(false);
+            var key = ((long)sn.L1TableOffset, sn.L1Size);
+            if (times.TryGetValue(key, out ulong n)) times[key] = n + 1;
+            else { times[key] = 1; distinct.Add(key); }
         }
+        foreach (var key in distinct)
+            await WalkL1Async(key.Offset, key.Size, active: false, times[key], ct).ConfigureAwait(false);
+        ReplaySharedTables();
         Count((long)h.SnapshotsOffset, snapshotTableBytes);
         if (_forRebuild) return;
 
@@ -139,6 +148,7 @@ internal sealed class Qcow2CheckScan
         CheckRefcountBlocks();
         await CompareAsync(ct).ConfigureAwait(false);
         await CheckCopiedFlagsAsync(ct).ConfigureAwait(false);
+        if (_unlisted > 0) Result.Messages.Add($"({_unlisted} more problems not listed)");
     }
 
     /// <summary>The snapshot table's bytes: each entry's fixed part, extra data, ID and name, padded to 8 bytes.</summary>
@@ -174,7 +184,7 @@ internal sealed class Qcow2CheckScan
         foreach (var sn in snapshots)
             if (sn.L1TableOffset % (ulong)_cs == 0 && (long)sn.L1Size * 8 <= Qcow2Header.MaxL1Bytes) l1s.Add(((long)sn.L1TableOffset, sn.L1Size));
         foreach (var (offset, size) in l1s) MarkRange(_otherMetadata, offset, size * 8L);
-        foreach (var (offset, size) in l1s)
+        foreach (var (offset, size) in l1s.Distinct())
         {
             if (size == 0 || !Inside(offset, size * 8L)) continue;
             var l1 = await Qcow2Entries.ReadAsync(_file, offset, (int)size, ct).ConfigureAwait(false);
@@ -196,51 +206,94 @@ internal sealed class Qcow2CheckScan
     /// cluster may be partly written).</summary>
     private bool Inside(long offset, long bytes) => offset >= 0 && offset + bytes - _fileLength < _cs;
 
-    private void Corruption(string message)
+    /// <summary>Problems listed one by one; a hostile image can make millions, which are counted instead.</summary>
+    private const int MaxMessages = 1000;
+    private long _unlisted;
+
+    private void Message(string message)
     {
-        Result.Corruptions++;
-        Result.Messages.Add(message);
+        if (Result.Messages.Count < MaxMessages) Result.Messages.Add(message);
+        else _unlisted++;
     }
 
-    /// <summary>Counts one reference to every cluster [offset, +bytes) touches; false when the range lies a cluster
-    /// or more past the end of the file (a corruption: nothing is counted).</summary>
-    private bool Count(long offset, long bytes)
+    private void Corruption(string message, ulong times = 1)
+    {
+        Result.Corruptions += (long)times;
+        Message(times == 1 ? message : $"{message} ({times} times: a table named that often)");
+    }
+
+    /// <summary>Counts <paramref name="times"/> references to every cluster [offset, +bytes) touches; false when the
+    /// range lies a cluster or more past the end of the file (a corruption: nothing is counted).</summary>
+    private bool Count(long offset, long bytes, ulong times = 1)
     {
         if (bytes <= 0) return true;
         if (!Inside(offset, bytes))
         {
-            Corruption($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{bytes:x}");
+            Corruption($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{bytes:x}", times);
             return false;
         }
         for (long c = offset >> _bits; c <= (offset + bytes - 1) >> _bits; c++)
         {
             if (c >= _nbClusters) _nbClusters = c + 1;
-            if (!References.Add(c))
+            ulong overflow = References.Add(c, times);
+            if (overflow > 0)
             {
                 _overflowed = true;
-                Corruption($"ERROR: overflow cluster offset=0x{c << _bits:x}");
-                Result.Messages.Add("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing");
+                _overflowCorruptions += (long)overflow;
+                Corruption($"ERROR: overflow cluster offset=0x{c << _bits:x}", overflow);
+                Message("Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing");
             }
         }
         return true;
     }
 
-    private async Task WalkL1Async(long l1Offset, uint l1Size, bool active, CancellationToken ct)
+    /// <summary>What walking one L2 table counted, to count again for each further time a table names it.</summary>
+    private sealed class L2Walk
+    {
+        public readonly List<(long Offset, long Bytes)> Ranges = new();
+        public long Corruptions, Allocated, Fragmented, Compressed;
+        public ulong Extra;
+    }
+
+    /// <summary>Walked L2 tables by (offset, active): each distinct table is walked once per kind.</summary>
+    private readonly Dictionary<(long, bool), L2Walk> _walked = new();
+    private L2Walk? _recording;
+    private long _overflowCorruptions;
+
+    /// <summary>Counts the references of every L2 table named more than once as many more times as it was named.</summary>
+    private void ReplaySharedTables()
+    {
+        foreach (var ((offset, active), walk) in _walked)
+        {
+            if (walk.Extra == 0) continue;
+            foreach (var (at, bytes) in walk.Ranges) Count(at, bytes, walk.Extra);
+            Result.Corruptions += walk.Corruptions * (long)walk.Extra;
+            if (walk.Corruptions > 0)
+                Message($"ERROR the L2 table at 0x{offset:x} is named {walk.Extra} more time(s): its {walk.Corruptions} error(s) count each time");
+            if (!active) continue;
+            Result.AllocatedClusters += walk.Allocated * (long)walk.Extra;
+            Result.FragmentedClusters += walk.Fragmented * (long)walk.Extra;
+            Result.CompressedClusters += walk.Compressed * (long)walk.Extra;
+        }
+        _walked.Clear();
+    }
+
+    private async Task WalkL1Async(long l1Offset, uint l1Size, bool active, ulong times, CancellationToken ct)
     {
         if (l1Size == 0) return;
-        if (!Count(l1Offset, l1Size * 8L)) return; // past the end of the file: it would read as an empty table
+        if (!Count(l1Offset, l1Size * 8L, times)) return; // past the end of the file: it would read as an empty table
         var l1 = await Qcow2Entries.ReadAsync(_file, l1Offset, (int)l1Size, ct).ConfigureAwait(false);
         for (int i = 0; i < l1.Length; i++)
         {
             ct.ThrowIfCancellationRequested();
             ulong entry = l1[i];
             if (entry == 0) continue;
-            if ((entry & L1ReservedMask) != 0) Corruption($"ERROR found L1 entry with reserved bits set: {entry:x}");
+            if ((entry & L1ReservedMask) != 0) Corruption($"ERROR found L1 entry with reserved bits set: {entry:x}", times);
             long l2 = (long)(entry & Qcow2Entries.OffsetMask);
             long entryOffset = l1Offset + 8L * i;
-            bool inside = Count(l2, _cs);
+            bool inside = Count(l2, _cs, times);
             bool aligned = l2 % _cs == 0;
-            if (!aligned) Corruption($"ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted");
+            if (!aligned) Corruption($"ERROR l2_offset={l2:x}: Table is not cluster aligned; L1 entry corrupted", times);
             // A table that a repair replaces is not repaired itself: its replacement is, in the next round.
             bool repairTable = active;
             if (active)
@@ -256,8 +309,23 @@ internal sealed class Qcow2CheckScan
                     repairTable = false;
                 }
             }
+            if (_walked.TryGetValue((l2, active), out var seen))
+            {
+                seen.Extra += times;
+                continue;
+            }
             var table = await Qcow2Entries.ReadAsync(_file, l2, _cs / 8, ct).ConfigureAwait(false);
+            var walk = new L2Walk { Extra = times - 1 };
+            _walked[(l2, active)] = walk;
+            _recording = walk;
+            long corruptions = Result.Corruptions - _overflowCorruptions, allocated = Result.AllocatedClusters,
+                fragmented = Result.FragmentedClusters, compressed = Result.CompressedClusters;
             WalkL2(table, l2, active, repairTable && aligned && _repairedTables.Add(l2));
+            _recording = null;
+            walk.Corruptions = Result.Corruptions - _overflowCorruptions - corruptions;
+            walk.Allocated = Result.AllocatedClusters - allocated;
+            walk.Fragmented = Result.FragmentedClusters - fragmented;
+            walk.Compressed = Result.CompressedClusters - compressed;
         }
     }
 
@@ -276,7 +344,7 @@ internal sealed class Qcow2CheckScan
                 var (host, length) = Qcow2Entries.CompressedExtent(entry, _bits);
                 if ((entry & Qcow2Entries.CopiedFlag) != 0)
                     Corruption($"ERROR: coffset=0x{host:x}: copied flag must never be set for compressed clusters");
-                Count(host, length);
+                if (Count(host, length)) _recording?.Ranges.Add((host, length));
                 if (repair && (entry & Qcow2Entries.CopiedFlag) != 0)
                     EntryRepairs.Add(new(entryOffset, entry, Qcow2EntryFix.ClearCopied, "is compressed but marked as copied"));
                 if (active)
@@ -305,6 +373,7 @@ internal sealed class Qcow2CheckScan
             }
             _overflowed = false;
             bool inside = Count(offset, _cs);
+            if (inside) _recording?.Ranges.Add((offset, _cs));
             if (!repair) continue;
             string? why = !aligned ? "is not cluster aligned"
                 : !inside ? "points past the end of the file"
@@ -390,7 +459,7 @@ internal sealed class Qcow2CheckScan
             if (onDisk == null)
             {
                 Result.CheckErrors++;
-                Result.Messages.Add($"Can't get refcount for cluster {c}: Input/output error");
+                Message($"Can't get refcount for cluster {c}: Input/output error");
                 continue;
             }
             ulong refcount = onDisk.Value, references = References[c];
@@ -406,7 +475,7 @@ internal sealed class Qcow2CheckScan
             else
             {
                 Result.Leaks++;
-                Result.Messages.Add($"Leaked cluster {c} refcount={refcount} reference={references}");
+                Message($"Leaked cluster {c} refcount={refcount} reference={references}");
             }
         }
         Result.ImageEndOffset = (highest + 1) * _cs;
@@ -418,6 +487,7 @@ internal sealed class Qcow2CheckScan
         if (_header.L1Size == 0) return;
         long l1Offset = (long)_header.L1TableOffset;
         var l1 = await Qcow2Entries.ReadAsync(_file, l1Offset, (int)_header.L1Size, ct).ConfigureAwait(false);
+        var checkedTables = new HashSet<long>();
         for (int i = 0; i < l1.Length; i++)
         {
             ulong entry = l1[i];
@@ -431,6 +501,7 @@ internal sealed class Qcow2CheckScan
                 Corruption($"ERROR {what}");
                 CopiedFixes.Add((l1Offset + 8L * i, entry, refcount == 1 ? entry | Qcow2Entries.CopiedFlag : entry & ~Qcow2Entries.CopiedFlag, what));
             }
+            if (!checkedTables.Add(l2)) continue; // a table named twice is checked once (its entries are the same)
             var table = await Qcow2Entries.ReadAsync(_file, l2, _cs / 8, ct).ConfigureAwait(false);
             for (int j = 0; j < table.Length; j++)
             {

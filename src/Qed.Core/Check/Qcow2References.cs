@@ -24,13 +24,20 @@ internal sealed class Qcow2References(int refcountBits)
     public IEnumerable<KeyValuePair<long, ulong>> All => _counts;
 
     /// <summary>Adds one reference to <paramref name="cluster"/>; false (nothing changed) when it would overflow.</summary>
-    public bool Add(long cluster)
+    public bool Add(long cluster) => Add(cluster, 1) == 0;
+
+    /// <summary>Adds <paramref name="times"/> references to <paramref name="cluster"/>, as many as fit; returns how
+    /// many did not (each an overflow, as if added one by one).</summary>
+    public ulong Add(long cluster, ulong times)
     {
         ulong now = _counts.GetValueOrDefault(cluster);
-        if (now == Max) return false;
-        _counts[cluster] = now + 1;
-        if (cluster > Highest) Highest = cluster;
-        return true;
+        ulong room = Max - now, added = Math.Min(room, times);
+        if (added > 0)
+        {
+            _counts[cluster] = now + added;
+            if (cluster > Highest) Highest = cluster;
+        }
+        return times - added;
     }
 
     /// <summary>Removes one reference from <paramref name="cluster"/> (a structure that a rebuild replaces).</summary>

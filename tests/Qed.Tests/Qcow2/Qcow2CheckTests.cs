@@ -100,6 +100,30 @@ public sealed class Qcow2CheckTests
         Assert.True(allocated < 64L << 20, $"the check allocated {allocated} bytes");
     }
 
+    /// <summary>Every entry of a 4 MiB L1 table names the same L2 table: walked once, counted 512 Ki times (a walk per
+    /// entry would visit 4 Gi entries).</summary>
+    [Fact]
+    public async Task TablesNamedOverAndOverAreWalkedOnce()
+    {
+        var s = new MemoryStorage("hostile.qcow2");
+        await Qcow2Image.CreateAsync(s, new Qcow2CreateOptions { Size = 256L << 40 });
+        await using (var image = await Qcow2Image.OpenAsync(s)) await image.WriteAsync(0, SampleImages.Filled(65536, 0x55));
+        long l1 = (long)await Qcow2Components.U64Async(s, 40);
+        ulong first = await Qcow2Components.U64Async(s, l1);
+        int entries = (int)(await Qcow2Components.U64Async(s, 36) >> 32);
+        var table = new byte[entries * 8L];
+        for (int i = 0; i < entries; i++) System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(table.AsSpan(i * 8), first);
+        await s.WriteAsync(l1, table);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var r = await Qcow2Checker.CheckAsync(s, CheckRepair.None);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(30), $"the check took {watch.Elapsed}");
+        Assert.Equal(entries, r.AllocatedClusters); // one data cluster, mapped by every table
+        Assert.True(r.Corruptions >= entries - 65535, $"{r.Corruptions} corruptions"); // 16-bit refcounts overflow
+        Assert.True(r.Messages.Count <= 1001, $"{r.Messages.Count} messages"); // the rest are counted, not listed
+        Assert.EndsWith("more problems not listed)", r.Messages[^1]);
+    }
+
     [Fact]
     public async Task ReadOnlyFileIsNotRepaired()
     {
