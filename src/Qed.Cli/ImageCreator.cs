@@ -41,39 +41,7 @@ internal static class ImageCreator
                 await QedImage.CreateAsync(path, qed, ct);
                 break;
             case "qcow2":
-                long? qcowCluster = opts.TakeSize("cluster_size");
-                string? compat = opts.Take("compat");
-                string? prealloc = opts.Take("preallocation");
-                string? lazy = opts.Take("lazy_refcounts");
-                string? refcountBits = opts.Take("refcount_bits");
-                string? extendedL2 = opts.Take("extended_l2");
-                string? compression = opts.Take("compression_type");
-                opts.ThrowIfAnyLeft("qcow2");
-                if (size is null && (backing is null || unsafeBacking)) throw new CommandException("Image creation needs a size parameter");
-                announce?.Invoke($"{head} cluster_size={qcowCluster ?? 65536} extended_l2={extendedL2 ?? "off"}"
-                    + (prealloc != null ? $" preallocation={prealloc}" : "") + $" compression_type={compression ?? "zlib"}"
-                    + $"{SizePart(size)}{backingPart}" + (compat != null ? $" compat={compat}" : "")
-                    + $" lazy_refcounts={lazy ?? "off"} refcount_bits={refcountBits ?? "16"}");
-                if (prealloc is not (null or "off")) throw new CommandException($"Unsupported preallocation mode '{prealloc}' (only off)");
-                if (lazy is not (null or "off")) throw new CommandException($"Unsupported lazy_refcounts '{lazy}' (only off)");
-                if (refcountBits is not (null or "16")) throw new CommandException($"Unsupported refcount_bits '{refcountBits}' (only 16)");
-                if (extendedL2 is not (null or "off")) throw new CommandException($"Unsupported extended_l2 '{extendedL2}' (only off)");
-                if (compression is not (null or "zlib")) throw new CommandException($"Unsupported compression_type '{compression}' (only zlib)");
-                var qcow2 = new Formats.Qcow2.Qcow2CreateOptions
-                {
-                    Size = size,
-                    BackingFile = backing,
-                    BackingFormat = backingFormat,
-                    Unsafe = unsafeBacking,
-                    ClusterSize = (int)(qcowCluster ?? 65536),
-                    Version = compat switch
-                    {
-                        null or "1.1" or "v3" => 3,
-                        "0.10" or "v2" => 2,
-                        var other => throw new CommandException($"Invalid compatibility level: '{other}' (use 0.10 or 1.1)"),
-                    },
-                };
-                await Formats.Qcow2.Qcow2Image.CreateAsync(path, qcow2, ct);
+                await CreateQcow2Async(path, size, opts, backing, backingFormat, unsafeBacking, head, backingPart, announce, ct);
                 break;
             case "raw":
                 string? rawPrealloc = opts.Take("preallocation");
@@ -90,4 +58,143 @@ internal static class ImageCreator
     }
 
     private static string SizePart(long? size) => size is { } n ? $" size={n}" : "";
+
+    /// <summary>
+    /// qcow2 as qemu-img 7.2 creates it. Three stages, each as qemu-img orders them: every option's type is checked as
+    /// the list reads, in the order given (an unknown key, a size, number or on/off that does not parse), before the
+    /// Formatting line; then the enumerated values (compat, preallocation, compression_type); then the combinations,
+    /// which <see cref="Formats.Qcow2.Qcow2Image.CreateAsync(string, Formats.Qcow2.Qcow2CreateOptions, CancellationToken)"/>
+    /// checks in qemu-img's order, refusing last what qemu-img accepts but qed cannot open (extended_l2, zstd).
+    /// </summary>
+    private static async Task CreateQcow2Async(string path, long? size, OptionList opts, string? backing, string? backingFormat,
+        bool unsafeBacking, string head, string backingPart, Action<string>? announce, CancellationToken ct)
+    {
+        foreach (string key in opts.Keys)
+        {
+            string value = opts.Peek(key)!;
+            switch (key)
+            {
+                case "cluster_size":
+                    if (!SizeParser.TryParse(value, out _))
+                        throw new CommandException($"Parameter '{key}' expects a non-negative number below 2^64\nOptional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.");
+                    break;
+                case "lazy_refcounts" or "extended_l2":
+                    ParseOnOff(key, value);
+                    break;
+                case "refcount_bits":
+                    ParseNumber(key, value);
+                    break;
+                case "compat" or "preallocation" or "compression_type":
+                    break;
+                case "data_file" or "data_file_raw":
+                    throw new CommandException($"Parameter '{key}' is not supported: qed cannot create qcow2 images with an external data file");
+                case "encryption" or "encrypt.format" or "encrypt.key-secret" or "encrypt.cipher-alg" or "encrypt.cipher-mode"
+                    or "encrypt.ivgen-alg" or "encrypt.ivgen-hash-alg" or "encrypt.hash-alg" or "encrypt.iter-time":
+                    throw new CommandException($"Parameter '{key}' is not supported: qed cannot create encrypted qcow2 images");
+                default:
+                    throw new CommandException($"Invalid parameter '{key}'");
+            }
+        }
+        long? clusterSize = opts.TakeSize("cluster_size");
+        string? compat = opts.Take("compat");
+        string? prealloc = opts.Take("preallocation");
+        string? lazy = opts.Take("lazy_refcounts");
+        string? refcountBits = opts.Take("refcount_bits");
+        string? extendedL2 = opts.Take("extended_l2");
+        string? compression = opts.Take("compression_type");
+        if (size is null && (backing is null || unsafeBacking)) throw new CommandException("Image creation needs a size parameter");
+        // Values as qemu-img prints them: sizes and numbers as the signed 64-bit value parsed, the rest as written.
+        long? refBits = refcountBits is null ? null : ParseNumber("refcount_bits", refcountBits);
+        announce?.Invoke($"{head} cluster_size={clusterSize ?? 65536} extended_l2={extendedL2 ?? "off"}"
+            + (prealloc != null ? $" preallocation={prealloc}" : "") + $" compression_type={compression ?? "zlib"}"
+            + SizePart(size) + (compat != null ? $" compat={compat}" : "") + backingPart
+            + $" lazy_refcounts={lazy ?? "off"} refcount_bits={refBits ?? 16}");
+        // QAPI's enumerations, in the order of its qcow2 creation options: version, preallocation, compression type (an
+        // unknown backing format, which qemu-img names between the first two, is the layout's first check).
+        int version = compat switch
+        {
+            null or "1.1" or "v3" => 3,
+            "0.10" or "v2" => 2,
+            var other => throw new CreateRefusedException($"Parameter 'version' does not accept value '{other}'"),
+        };
+        var preallocation = prealloc switch
+        {
+            null or "off" => Formats.Qcow2.Qcow2Preallocation.Off,
+            "metadata" => Formats.Qcow2.Qcow2Preallocation.Metadata,
+            "falloc" => Formats.Qcow2.Qcow2Preallocation.Falloc,
+            "full" => Formats.Qcow2.Qcow2Preallocation.Full,
+            var other => throw new CreateRefusedException($"Parameter 'preallocation' does not accept value '{other}'"),
+        };
+        var compressionType = compression switch
+        {
+            null or "zlib" => Formats.Qcow2.Qcow2CompressionType.Zlib,
+            "zstd" => Formats.Qcow2.Qcow2CompressionType.Zstd,
+            var other => throw new CreateRefusedException($"Parameter 'compression-type' does not accept value '{other}'"),
+        };
+        var options = new Formats.Qcow2.Qcow2CreateOptions
+        {
+            Size = size,
+            BackingFile = backing,
+            BackingFormat = backingFormat,
+            Unsafe = unsafeBacking,
+            // A cluster size beyond int is refused by the layout with qemu-img's words, as any other invalid one.
+            ClusterSize = clusterSize is not { } c ? 65536 : c <= int.MaxValue ? (int)c : -1,
+            Version = version,
+            // Beyond int (a negative number wraps to a huge one, as qemu-img reads it) is no power of two up to 64.
+            RefcountBits = refBits is not { } r ? 16 : r is >= 0 and <= 64 ? (int)r : -1,
+            LazyRefcounts = lazy != null && ParseOnOff("lazy_refcounts", lazy),
+            ExtendedL2 = extendedL2 != null && ParseOnOff("extended_l2", extendedL2),
+            Preallocation = preallocation,
+            CompressionType = compressionType,
+        };
+        try
+        {
+            await Formats.Qcow2.Qcow2Image.CreateAsync(path, options, ct);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException && e is not CreateRefusedException)
+        {
+            throw new CreateRefusedException(CliRunner.Describe(e), e);
+        }
+    }
+
+    /// <summary>qemu-img's booleans: on, off, yes, no, true, false, y, n (lower case only, as it takes them).</summary>
+    private static bool ParseOnOff(string key, string value) => value switch
+    {
+        "on" or "yes" or "true" or "y" => true,
+        "off" or "no" or "false" or "n" => false,
+        _ => throw new CommandException($"Parameter '{key}' expects 'on' or 'off'"),
+    };
+
+    /// <summary>
+    /// qemu-img's numbers (as C's strtoull with base 0): leading blanks, an optional sign, decimal, 0x hex or 0 octal;
+    /// a minus wraps around 2^64; returned as the signed 64-bit value qemu-img prints.
+    /// </summary>
+    private static long ParseNumber(string key, string value)
+    {
+        var s = value.AsSpan().TrimStart(" \t\n\v\f\r");
+        bool negative = false;
+        if (s.Length > 0 && s[0] is '+' or '-') { negative = s[0] == '-'; s = s[1..]; }
+        int radix = 10;
+        if (s.Length > 1 && s[0] == '0' && s[1] is 'x' or 'X' && s.Length > 2 && Uri.IsHexDigit(s[2])) { radix = 16; s = s[2..]; }
+        else if (s.Length > 1 && s[0] == '0') { radix = 8; s = s[1..]; }
+        if (s.IsEmpty) throw new CommandException($"Parameter '{key}' expects a number");
+        UInt128 n = 0;
+        foreach (char ch in s)
+        {
+            int digit = char.IsAsciiDigit(ch) ? ch - '0' : char.IsAsciiHexDigit(ch) ? char.ToLowerInvariant(ch) - 'a' + 10 : 99;
+            if (digit >= radix) throw new CommandException($"Parameter '{key}' expects a number");
+            n = n * (uint)radix + (uint)digit;
+            if (n > ulong.MaxValue) throw new CommandException($"Value '{value}' is too large for parameter '{key}'");
+        }
+        ulong u = (ulong)n;
+        return (long)(negative ? 0 - u : u);
+    }
 }
+
+/// <summary>
+/// The format refused to create the image for an option's value or combination, after the Formatting line: create
+/// words it <c>FILE: reason</c> (as any argument error), convert <c>FILE: error while converting FMT: reason</c>, as
+/// qemu-img does. Errors found while the option list is read (a type, an unknown key) are not this: qemu-img names no
+/// file for them in convert.
+/// </summary>
+internal sealed class CreateRefusedException(string message, Exception? inner = null) : ArgumentException(message, inner);

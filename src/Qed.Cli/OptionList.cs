@@ -21,6 +21,16 @@ internal sealed class OptionList
         return result;
     }
 
+    /// <summary>
+    /// The keys not yet taken, in the order first given: qemu-img checks each option as it reads the list, so its
+    /// first complaint is about the first bad one. (A dictionary that is only added to and removed from enumerates in
+    /// insertion order.)
+    /// </summary>
+    public IEnumerable<string> Keys => _values.Keys;
+
+    /// <summary>The value of <paramref name="key"/>, without taking it; null when absent.</summary>
+    public string? Peek(string key) => _values.TryGetValue(key, out var value) ? value : null;
+
     public string? Take(string key) => _values.Remove(key, out var value) ? value : null;
 
     public long? TakeSize(string key) =>

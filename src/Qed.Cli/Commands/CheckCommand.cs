@@ -17,7 +17,7 @@ internal static class CheckCommand
 
     public static Command Build()
     {
-        var format = new Option<string?>("-f") { Description = "Image format (qed, raw); probed when omitted" };
+        var format = new Option<string?>("-f") { Description = "Image format (qed, qcow2, raw); probed when omitted" };
         var repair = new Option<string?>("-r") { Description = "Repair: 'leaks' reclaims leaked clusters at the end of the file; 'all' also repairs corruptions" };
         var output = new Option<string>("--output") { Description = "Output format: human or json", DefaultValueFactory = _ => "human" };
         var quiet = new Option<bool>("-q") { Description = "Quiet: print nothing, only set the exit status" };
@@ -49,6 +49,13 @@ internal static class CheckCommand
                 Console.Error.WriteLine($"{CliRunner.ProgramName}: This image format does not support checks");
                 return NotSupportedExit;
             }
+            if (result.Failure != null)
+            {
+                // qemu-img prints the problems found and why the check stopped, and no summary.
+                if (!silent) foreach (string message in result.Messages) Console.Error.WriteLine(message);
+                Console.Error.WriteLine($"{CliRunner.ProgramName}: Check failed: {result.Failure}");
+                return 1;
+            }
             if (!silent)
             {
                 foreach (string message in result.Messages) Console.Error.WriteLine(message);
@@ -77,8 +84,9 @@ internal static class CheckCommand
             return format switch
             {
                 "qed" => await QedChecker.CheckAsync(file, CheckRepair.None, ct),
+                "qcow2" => await Qcow2Checker.CheckAsync(file, CheckRepair.None, ct),
                 "raw" => null,
-                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw)"),
+                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, qcow2, raw)"),
             };
         }
     }
@@ -112,12 +120,15 @@ internal static class CheckCommand
         }
         if (r.TotalClusters != 0 && r.AllocatedClusters != 0)
             text.Append(CultureInfo.InvariantCulture,
-                $"{r.AllocatedClusters}/{r.TotalClusters} = {r.AllocatedClusters * 100.0 / r.TotalClusters:F2}% allocated, {r.FragmentedClusters * 100.0 / r.AllocatedClusters:F2}% fragmented, 0.00% compressed clusters\n");
+                $"{r.AllocatedClusters}/{r.TotalClusters} = {r.AllocatedClusters * 100.0 / r.TotalClusters:F2}% allocated, {r.FragmentedClusters * 100.0 / r.AllocatedClusters:F2}% fragmented, {r.CompressedClusters * 100.0 / r.AllocatedClusters:F2}% compressed clusters\n");
+        if (r.ImageEndOffset != 0)
+            text.Append(CultureInfo.InvariantCulture, $"Image end offset: {r.ImageEndOffset}\n");
         return text.ToString();
     }
 
     /// <summary>
-    /// qemu-img's JSON: four-space indent, keys in its (hash) order, zero counters omitted except check-errors.
+    /// qemu-img's JSON: four-space indent, keys in its (hash) order, zero counters omitted except check-errors
+    /// (image-end-offset and compressed-clusters come first, as qemu-img prints them for qcow2).
     /// </summary>
     internal static string Json(QedCheckResult r, string filename)
     {
@@ -126,6 +137,8 @@ internal static class CheckCommand
         {
             if (value != 0 || always) fields.Add($"\"{key}\": {value.ToString(CultureInfo.InvariantCulture)}");
         }
+        Count("image-end-offset", r.ImageEndOffset);
+        Count("compressed-clusters", r.CompressedClusters);
         Count("total-clusters", r.TotalClusters);
         Count("corruptions", r.Corruptions);
         Count("corruptions-fixed", r.CorruptionsFixed);
@@ -134,7 +147,7 @@ internal static class CheckCommand
         Count("leaks-fixed", r.LeaksFixed);
         Count("allocated-clusters", r.AllocatedClusters);
         fields.Add($"\"filename\": {JsonString(filename)}");
-        fields.Add("\"format\": \"qed\"");
+        fields.Add($"\"format\": {JsonString(r.Format)}");
         Count("fragmented-clusters", r.FragmentedClusters);
         return "{\n    " + string.Join(",\n    ", fields) + "\n}\n";
     }

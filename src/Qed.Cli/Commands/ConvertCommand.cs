@@ -93,6 +93,7 @@ internal static class ConvertCommand
             {
                 try { await ImageCreator.CreateAsync(targetFormat, dstPath, source.Size, opts, b, bf, unsafeBacking: false, ct); }
                 catch (ImageLockedException e) { throw TargetLocked(create: true, dstPath, targetFormat, e); }
+                catch (CreateRefusedException e) { throw new CommandException($"{dstPath}: error while converting {targetFormat}: {e.Message}", e); }
             }
             else opts.ThrowIfAnyLeft(targetFormat);
             try

@@ -80,6 +80,7 @@ internal static class InfoCommand
         if (info.ClusterSize is { } cs) fields.Add(("cluster-size", JsonText.Number(cs)));
         fields.Add(("format", JsonText.String(info.Format)));
         if (info.ActualSize is { } actual) fields.Add(("actual-size", JsonText.Number(actual)));
+        if (info.Qcow2 is { } qcow2) fields.Add(("format-specific", Qcow2Json(qcow2, indent + "    ")));
         if (info.FullBackingFilename != null) fields.Add(("full-backing-filename", JsonText.String(info.FullBackingFilename)));
         if (info.BackingFilename != null) fields.Add(("backing-filename", JsonText.String(info.BackingFilename)));
         fields.Add(("dirty-flag", JsonText.Bool(info.DirtyFlag)));
@@ -102,6 +103,7 @@ internal static class InfoCommand
         sb.Append("virtual size: ").Append(HumanSize.Format(info.VirtualSize)).Append(" (").Append(info.VirtualSize).Append(" bytes)\n");
         sb.Append("disk size: ").Append(info.ActualSize is { } actual ? HumanSize.Format(actual) : "unavailable").Append('\n');
         if (info.ClusterSize is { } cs) sb.Append("cluster_size: ").Append(cs).Append('\n');
+        if (info.Qcow2 != null && info.DirtyFlag) sb.Append("cleanly shut down: no\n"); // qemu-img's line for the qcow2 dirty bit
         if (info.BackingFilename != null)
         {
             sb.Append("backing file: ").Append(info.BackingFilename);
@@ -110,9 +112,50 @@ internal static class InfoCommand
             sb.Append('\n');
             if (info.BackingFilenameFormat != null) sb.Append("backing file format: ").Append(info.BackingFilenameFormat).Append('\n');
         }
+        if (info.Qcow2 is { } qcow2) sb.Append(Qcow2Human(qcow2));
         // qemu-img leaves the dirty state out of its text; ours is the true NEED_CHECK bit, worth a line when set.
-        if (info.DirtyFlag) sb.Append("dirty flag: yes (NEED_CHECK is set: the image needs a consistency check)\n");
+        if (info.DirtyFlag && info.Qcow2 is null) sb.Append("dirty flag: yes (NEED_CHECK is set: the image needs a consistency check)\n");
         if (info.RecoveryRecord is { } record) sb.Append(RecoveryRecordLine(record)).Append('\n');
+        return sb.ToString();
+    }
+
+    /// <summary>qemu-img 7.2's qcow2 data fields, in its order and with its names; version 2 lacks the feature bits.</summary>
+    private static List<(string Json, string Text, string Value, string JsonValue)> Qcow2Fields(Formats.Qcow2.Qcow2FormatInfo q)
+    {
+        var fields = new List<(string, string, string, string)>
+        {
+            ("compat", "compat", q.Compat, JsonText.String(q.Compat)),
+            ("compression-type", "compression type", q.CompressionType, JsonText.String(q.CompressionType)),
+        };
+        if (q.LazyRefcounts is { } lazy) fields.Add(("lazy-refcounts", "lazy refcounts", Bool(lazy), JsonText.Bool(lazy)));
+        fields.Add(("refcount-bits", "refcount bits", q.RefcountBits.ToString(), JsonText.Number(q.RefcountBits)));
+        if (q.Corrupt is { } corrupt) fields.Add(("corrupt", "corrupt", Bool(corrupt), JsonText.Bool(corrupt)));
+        if (q.ExtendedL2 is { } extended) fields.Add(("extended-l2", "extended l2", Bool(extended), JsonText.Bool(extended)));
+        return fields;
+
+        static string Bool(bool b) => b ? "true" : "false";
+    }
+
+    /// <summary>The <c>"format-specific"</c> object of a qcow2 layer; <paramref name="indent"/> is its key's indentation.</summary>
+    private static string Qcow2Json(Formats.Qcow2.Qcow2FormatInfo q, string indent)
+    {
+        var fields = Qcow2Fields(q);
+        var sb = new StringBuilder("{\n");
+        sb.Append(indent).Append("    \"type\": \"qcow2\",\n");
+        sb.Append(indent).Append("    \"data\": {\n");
+        for (int i = 0; i < fields.Count; i++)
+            sb.Append(indent).Append("        ").Append(JsonText.String(fields[i].Json)).Append(": ").Append(fields[i].JsonValue)
+              .Append(i + 1 < fields.Count ? ",\n" : "\n");
+        sb.Append(indent).Append("    }\n");
+        sb.Append(indent).Append('}');
+        return sb.ToString();
+    }
+
+    /// <summary>The "Format specific information:" block of a qcow2 layer, four spaces per field.</summary>
+    private static string Qcow2Human(Formats.Qcow2.Qcow2FormatInfo q)
+    {
+        var sb = new StringBuilder("Format specific information:\n");
+        foreach (var f in Qcow2Fields(q)) sb.Append("    ").Append(f.Text).Append(": ").Append(f.Value).Append('\n');
         return sb.ToString();
     }
 

@@ -19,6 +19,14 @@ public sealed class QedCheckResult
     public long LeaksFixed { get; internal set; }
     /// <summary>I/O errors that kept the check from looking at something.</summary>
     public long CheckErrors { get; internal set; }
+    /// <summary>Compressed clusters among the allocated ones (qcow2; always 0 for QED).</summary>
+    public long CompressedClusters { get; internal set; }
+    /// <summary>The end of the last cluster in use, in bytes (qcow2's "Image end offset"), or 0 when not reported.</summary>
+    public long ImageEndOffset { get; internal set; }
+    /// <summary>The format checked: "qed" or "qcow2".</summary>
+    public string Format { get; internal set; } = "qed";
+    /// <summary>Why the check stopped before it finished (qemu-img's "Check failed: ..."), or null when it finished.</summary>
+    public string? Failure { get; internal set; }
     /// <summary>One line per problem found or repaired, for people.</summary>
     public List<string> Messages { get; } = new();
 }

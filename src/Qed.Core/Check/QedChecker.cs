@@ -76,8 +76,9 @@ public static class QedChecker
             return format switch
             {
                 "qed" => await CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),
+                "qcow2" => await Qcow2Checker.CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),
                 "raw" => null,
-                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw)"),
+                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, qcow2, raw)"),
             };
         }
     }

@@ -1,4 +1,5 @@
 using Qed.Formats.Raw;
+using Qed.Formats.Qcow2;
 using Qed.Formats.Qed;
 
 namespace Qed.Operations;
@@ -22,6 +23,9 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
     /// <summary>A QED image's recovery record, while one is on disk (see <see cref="QedImage.RecoveryRecord"/>), or null.</summary>
     public QedRecoveryRecordInfo? RecoveryRecord { get; init; }
 
+    /// <summary>qemu-img's "Format specific information" for a qcow2 layer; null for other formats.</summary>
+    public Qcow2FormatInfo? Qcow2 { get; init; }
+
     /// <summary>Describes one layer. <paramref name="filename"/> is the path as the caller gave it.</summary>
     public static ImageInfo Describe(DiskImage image, string filename)
     {
@@ -29,6 +33,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
         string? backing = null, backingFormat = null;
         bool dirty = false;
         QedRecoveryRecordInfo? record = null;
+        Qcow2FormatInfo? qcow2Info = null;
         // Format-specific fields. A new format (qcow2) adds its case here; everything else is generic.
         switch (image)
         {
@@ -37,6 +42,12 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
                 backingFormat = qed.BackingFormat;
                 dirty = qed.IsDirty;
                 record = qed.RecoveryRecord;
+                break;
+            case Qcow2Image qcow2:
+                backing = qcow2.BackingFilename;
+                backingFormat = qcow2.BackingFormat;
+                dirty = qcow2.IsDirty; // as qemu-img: the dirty bit (lazy refcounts not yet written back)
+                qcow2Info = Qcow2FormatInfo.FromHeader(qcow2.Header);
                 break;
         }
         return new ImageInfo(
@@ -48,7 +59,7 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
             dirty,
             backing,
             backing is null || !ImageName.HasFolder(filename) ? null : QedImage.ResolveBackingPath(filename, backing),
-            backingFormat) { RecoveryRecord = record };
+            backingFormat) { RecoveryRecord = record, Qcow2 = qcow2Info };
     }
 
     /// <summary>Describes <paramref name="image"/> and every layer under it, top first.</summary>

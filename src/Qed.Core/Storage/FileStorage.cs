@@ -280,6 +280,28 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Buffered files take one RWF_DSYNC write of the range, which syncs that range and not the rest of the file's
+    /// dirty pages (a flush there would write back everything written since the last one). Write-through files are
+    /// durable on every write; under cache=unsafe nothing is ever synced; under O_DIRECT (and where RWF_DSYNC is not
+    /// available) the write is followed by a flush.
+    /// </remarks>
+    public ValueTask WriteDurableAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        ThrowIfReadOnly();
+        if (WritesAreDurable || _cache == CacheMode.Unsafe) return WriteAsync(offset, data, cancellationToken);
+        if (_direct != null) return BlockStorage.WriteThenFlushAsync(this, offset, data, cancellationToken);
+        return new ValueTask(Task.Run(() =>
+        {
+            if (!NativeFile.TryWriteDsync(_handle, data.Span, offset))
+            {
+                RandomAccess.Write(_handle, data.Span, offset);
+                NativeFile.DataSync(_handle);
+            }
+        }, cancellationToken));
+    }
+
+    /// <inheritdoc />
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (!CanWrite || _cache == CacheMode.Unsafe) return ValueTask.CompletedTask;

@@ -26,6 +26,14 @@ public interface IBlockStorage : IAsyncDisposable, IDisposable
     /// <summary>Makes every completed write durable (fdatasync for files).</summary>
     ValueTask FlushAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="offset"/> and returns once those bytes are durable, without
+    /// promising anything about other writes not yet flushed. Files do it with a synced write of that range alone
+    /// (RWF_DSYNC), so it does not wait for the rest of the file's dirty data; the default writes and flushes.
+    /// </summary>
+    ValueTask WriteDurableAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default) =>
+        BlockStorage.WriteThenFlushAsync(this, offset, data, cancellationToken);
+
     /// <summary>Truncates or extends the storage; new bytes read as zeroes.</summary>
     ValueTask SetLengthAsync(long length, CancellationToken cancellationToken = default);
 
@@ -82,5 +90,16 @@ public interface IBlockStorage : IAsyncDisposable, IDisposable
     /// </summary>
     void SetInlineReadLimit(long bytes)
     {
+    }
+}
+
+/// <summary>Shared defaults of <see cref="IBlockStorage"/>.</summary>
+internal static class BlockStorage
+{
+    /// <summary>A durable write for storage without a ranged one: the write, then a flush of everything.</summary>
+    public static async ValueTask WriteThenFlushAsync(IBlockStorage storage, long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        await storage.WriteAsync(offset, data, ct).ConfigureAwait(false);
+        await storage.FlushAsync(ct).ConfigureAwait(false);
     }
 }

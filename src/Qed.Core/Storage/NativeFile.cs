@@ -32,6 +32,44 @@ internal static partial class NativeFile
     [LibraryImport(NativeFile.Libc, EntryPoint = "preadv2", SetLastError = true)]
     private static unsafe partial nint PReadV2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
 
+    [LibraryImport(NativeFile.Libc, EntryPoint = "pwritev2", SetLastError = true)]
+    private static unsafe partial nint PWriteV2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    private const int RwfDsync = 0x02;
+    private static volatile bool s_dsyncUnsupported = !OperatingSystem.IsLinux();
+
+    /// <summary>
+    /// Writes <paramref name="data"/> at <paramref name="offset"/> as one synced write (pwritev2 with RWF_DSYNC: the
+    /// kernel writes back and syncs that range alone, with the device cache flush). False when the platform or
+    /// filesystem cannot, remembered, so the caller writes and flushes instead; a real I/O error throws.
+    /// </summary>
+    public static unsafe bool TryWriteDsync(SafeFileHandle handle, ReadOnlySpan<byte> data, long offset)
+    {
+        if (s_dsyncUnsupported) return false;
+        fixed (byte* p = data)
+        {
+            int done = 0;
+            while (done < data.Length)
+            {
+                var iov = new IoVec { Base = p + done, Length = (nuint)(data.Length - done) };
+                nint n;
+                try { n = PWriteV2(handle, &iov, 1, offset + done, RwfDsync); }
+                catch (EntryPointNotFoundException) { s_dsyncUnsupported = true; return false; }
+                catch (DllNotFoundException) { s_dsyncUnsupported = true; return false; }
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (done == 0 && errno is EOPNOTSUPP or ENOSYS or EINVAL) { s_dsyncUnsupported = true; return false; }
+                    throw new IOException($"pwritev2 (RWF_DSYNC) failed at offset {offset + done}: {Marshal.GetPInvokeErrorMessage(errno)}");
+                }
+                done += (int)n;
+            }
+            return true;
+        }
+    }
+
+    private const int EINVAL = 22;
+
     private unsafe struct IoVec
     {
         public byte* Base;

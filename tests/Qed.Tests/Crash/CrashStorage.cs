@@ -11,9 +11,13 @@ namespace Qed.Tests.Crash;
 internal sealed class CrashStorage : IBlockStorage
 {
     /// <summary>What happened to the storage, in order.</summary>
-    public enum OpKind { Write, Flush, SetLength, Zero }
+    public enum OpKind { Write, Flush, SetLength, Zero, Settle }
 
-    /// <summary>One logged operation. <see cref="Data"/> is a private copy of the bytes written.</summary>
+    /// <summary>
+    /// One logged operation. <see cref="Data"/> is a private copy of the bytes written. A <see cref="OpKind.Settle"/>
+    /// marks the completion of the durable write logged at index <see cref="Offset"/>: from there on that write survives
+    /// every crash, while other unflushed operations still meet their fate.
+    /// </summary>
     public sealed record Op(OpKind Kind, long Offset, long Length, byte[]? Data);
 
     /// <summary>How a crash treats one unflushed operation.</summary>
@@ -67,6 +71,21 @@ internal sealed class CrashStorage : IBlockStorage
             _log.Add(new Op(OpKind.Write, offset, data.Length, data.ToArray()));
             return _live.WriteAsync(offset, data, cancellationToken);
         }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask WriteDurableAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        int index;
+        ValueTask write;
+        lock (_lock)
+        {
+            index = _log.Count;
+            _log.Add(new Op(OpKind.Write, offset, data.Length, data.ToArray()));
+            write = _live.WriteAsync(offset, data, cancellationToken);
+        }
+        await write;
+        lock (_lock) _log.Add(new Op(OpKind.Settle, index, 0, null));
     }
 
     /// <inheritdoc />
@@ -135,10 +154,15 @@ internal sealed class CrashStorage : IBlockStorage
         Array.Copy(_checkpoint, _scratch, _checkpoint.Length);
         Array.Clear(_scratch, _checkpoint.Length, _scratch.Length - _checkpoint.Length);
         long length = _checkpointLength;
+        var settled = new HashSet<long>();
+        for (int i = durable; i < crashPoint; i++)
+            if (log[i].Kind == OpKind.Settle) settled.Add(log[i].Offset);
         for (int i = durable; i < crashPoint; i++)
         {
             var op = log[i];
-            switch (fate(i, op))
+            var chosen = fate(i, op);
+            if (settled.Contains(i)) chosen = Fate.Keep; // a durable write that completed before the crash
+            switch (chosen)
             {
                 case Fate.Keep: Apply(ref _scratch, ref length, op, null); break;
                 case Fate.Tear when op.Kind == OpKind.Write: Apply(ref _scratch, ref length, op, random); break;
@@ -191,6 +215,7 @@ internal sealed class CrashStorage : IBlockStorage
         switch (op.Kind)
         {
             case OpKind.Flush:
+            case OpKind.Settle:
                 return;
             case OpKind.SetLength:
                 Ensure(ref bytes, op.Length);

@@ -29,6 +29,12 @@ public readonly record struct Qcow2Header
     public const long MaxRefcountTableBytes = 8L << 20;
     /// <summary>Most internal snapshots accepted.</summary>
     public const int MaxSnapshots = 65536;
+    /// <summary>Compatible feature bit 0: refcounts may be updated lazily (the dirty bit then says whether they are stale).</summary>
+    public const ulong LazyRefcountsBit = 1;
+    /// <summary>Auto-clear feature bit 0: the bitmaps extension is consistent with the image.</summary>
+    public const ulong BitmapsBit = 1;
+    /// <summary>Auto-clear feature bit 1: the external data file is a raw image readable without the qcow2 metadata.</summary>
+    public const ulong RawExternalDataBit = 2;
 
     // Field offsets, for error messages and in-place updates.
     internal const int MagicOffset = 0, VersionOffset = 4, BackingFileOffsetOffset = 8, BackingFileSizeOffset = 16,
@@ -65,7 +71,7 @@ public readonly record struct Qcow2Header
     public ulong SnapshotsOffset { get; init; }
     /// <summary>Incompatible feature bits (version 3).</summary>
     public Qcow2IncompatibleFeatures IncompatibleFeatures { get; init; }
-    /// <summary>Compatible feature bits (version 3); bit 0 is lazy refcounts.</summary>
+    /// <summary>Compatible feature bits (version 3); bit 0 is lazy refcounts (<see cref="LazyRefcountsBit"/>).</summary>
     public ulong CompatibleFeatures { get; init; }
     /// <summary>Auto-clear feature bits (version 3).</summary>
     public ulong AutoclearFeatures { get; init; }

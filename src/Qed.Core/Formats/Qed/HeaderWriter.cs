@@ -27,18 +27,24 @@ internal sealed class HeaderWriter(IBlockStorage file, QedHeader header, string?
     public RecoveryRecordFormat? Record => _recordDropped ? null : _record;
 
     /// <summary>
-    /// Writes recovery record sectors (whole sectors inside the record's area) and syncs. Returns false, writing
-    /// nothing, when the session keeps no record.
+    /// Writes recovery record sectors (whole sectors inside the record's area) and returns once they are durable:
+    /// with a flush of the file when <paramref name="flushAll"/> (an epoch's start, before the header write that
+    /// follows it, which does not flush first), else each by a ranged durable write, so a table touched mid-epoch does
+    /// not wait for all the data written since the last flush. Returns false, writing nothing, when the session keeps
+    /// no record.
     /// </summary>
-    public async Task<bool> WriteRecordAsync(IReadOnlyList<(long Offset, byte[] Sector)> sectors)
+    public async Task<bool> WriteRecordAsync(IReadOnlyList<(long Offset, byte[] Sector)> sectors, bool flushAll)
     {
         await _lock.WaitAsync().ConfigureAwait(false);
         try
         {
             if (_record is null || _recordDropped) return false;
             foreach (var (offset, sector) in sectors)
-                await file.WriteAsync(offset, sector, CancellationToken.None).ConfigureAwait(false);
-            await file.FlushAsync().ConfigureAwait(false);
+            {
+                if (flushAll) await file.WriteAsync(offset, sector, CancellationToken.None).ConfigureAwait(false);
+                else await file.WriteDurableAsync(offset, sector, CancellationToken.None).ConfigureAwait(false);
+            }
+            if (flushAll) await file.FlushAsync().ConfigureAwait(false);
             return true;
         }
         finally

@@ -12,7 +12,8 @@ namespace Qed.Formats.Qed;
 /// holding it was written and synced in this epoch; an epoch starts only while NEED_CHECK is clear with no
 /// allocation in flight (<see cref="NeedCheckTracker"/> calls <see cref="StartEpochAsync"/> before it sets the bit,
 /// and <see cref="Reset"/> after it clears it); callers asking for bits while a batch is written share the next
-/// batch, so a table costs one sector write and sync the first time it is touched in an epoch and nothing after.
+/// batch, so a table costs one synced sector write (of that sector alone: <see cref="Storage.IBlockStorage.WriteDurableAsync"/>)
+/// the first time it is touched in an epoch and nothing after.
 /// The sectors themselves are written by <see cref="HeaderWriter"/>, which owns the header area and may drop the
 /// record (a backing name moved over its area): then recording stops for the session and NEED_CHECK alone remains.
 /// </remarks>
@@ -61,7 +62,7 @@ internal sealed class RecoveryRecordWriter(HeaderWriter header, bool enabled, bo
             (record.AreaOffset, record.EncodeHead(epoch, cleanFileEnd)),
             (record.SectorOffsetOf(firstIndex), record.EncodeBitmapSector(epoch, 1 + firstIndex / RecoveryRecordFormat.BitsPerSector, bits)),
         };
-        if (!await header.WriteRecordAsync(sectors).ConfigureAwait(false)) return false;
+        if (!await header.WriteRecordAsync(sectors, flushAll: true).ConfigureAwait(false)) return false;
         lock (_lock)
         {
             _epoch = epoch;
@@ -122,7 +123,7 @@ internal sealed class RecoveryRecordWriter(HeaderWriter header, bool enabled, bo
                     for (int w = first >> 6; w <= (end - 1) >> 6 && !changed; w++) changed = snapshot[w] != durable[w];
                     if (changed) sectors.Add((record.AreaOffset + (long)s * RecoveryRecordFormat.SectorSize, record.EncodeBitmapSector(epoch, s, snapshot)));
                 }
-                written = await header.WriteRecordAsync(sectors).ConfigureAwait(false);
+                written = await header.WriteRecordAsync(sectors, flushAll: false).ConfigureAwait(false);
             }
             lock (_lock)
             {
