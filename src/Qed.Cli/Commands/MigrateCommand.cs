@@ -22,7 +22,7 @@ internal static class MigrateCommand
     public static Command Build()
     {
         var outFormat = new Option<string>("-O") { Description = "Target format: qcow2 (default; keeps backing chains) or raw (always flat)", DefaultValueFactory = _ => "qcow2" };
-        var options = new Option<string[]>("-o") { Description = "Target format options (qcow2: cluster_size=, compat=)" };
+        var options = new Option<string[]>("-o") { Description = "Target format options (qcow2: cluster_size=, compat=, lazy_refcounts=, refcount_bits=, preallocation=)" };
         var flatten = new Option<bool>("--flatten") { Description = "Make every target standalone (its whole chain's content) instead of keeping chains" };
         var jobs = new Option<int>("-j") { Description = "Images migrated at once (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var report = new Option<string?>("--report") { Description = $"The JSON report, also what a re-run resumes from (default TARGET_DIR/{MigrationOptions.DefaultReportName})" };
@@ -74,13 +74,16 @@ internal static class MigrateCommand
         return command;
     }
 
-    /// <summary>The qcow2 settings from -o (qemu-img create's names); raw takes none but preallocation=off.</summary>
+    /// <summary>
+    /// The qcow2 settings from -o, by qemu-img create's names (cluster_size, compat, lazy_refcounts, refcount_bits,
+    /// preallocation); raw takes only preallocation=off. Combinations are checked when the plan is made.
+    /// </summary>
     private static Qcow2CreateOptions Qcow2Options(string format, OptionList opts)
     {
         var qcow2 = new Qcow2CreateOptions();
         if (format == "qcow2")
         {
-            if (opts.TakeSize("cluster_size") is { } cluster) qcow2 = qcow2 with { ClusterSize = (int)cluster };
+            if (opts.TakeSize("cluster_size") is { } cluster) qcow2 = qcow2 with { ClusterSize = cluster <= int.MaxValue ? (int)cluster : -1 };
             if (opts.Take("compat") is { } compat)
                 qcow2 = qcow2 with
                 {
@@ -88,7 +91,35 @@ internal static class MigrateCommand
                     {
                         "1.1" or "v3" => 3,
                         "0.10" or "v2" => 2,
-                        _ => throw new CommandException($"Invalid compatibility level: '{compat}' (use 0.10 or 1.1)"),
+                        _ => throw new CommandException($"Parameter 'version' does not accept value '{compat}'"),
+                    },
+                };
+            if (opts.Take("lazy_refcounts") is { } lazy)
+                qcow2 = qcow2 with
+                {
+                    LazyRefcounts = lazy switch
+                    {
+                        "on" or "yes" or "true" or "y" => true,
+                        "off" or "no" or "false" or "n" => false,
+                        _ => throw new CommandException($"Parameter 'lazy_refcounts' expects 'on' or 'off'"),
+                    },
+                };
+            if (opts.Take("refcount_bits") is { } bits)
+                qcow2 = qcow2 with
+                {
+                    RefcountBits = int.TryParse(bits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int b)
+                        ? b : throw new CommandException($"Parameter 'refcount_bits' expects a number"),
+                };
+            if (opts.Take("preallocation") is { } prealloc)
+                qcow2 = qcow2 with
+                {
+                    Preallocation = prealloc switch
+                    {
+                        "off" => Qcow2Preallocation.Off,
+                        "metadata" => Qcow2Preallocation.Metadata,
+                        "falloc" => Qcow2Preallocation.Falloc,
+                        "full" => Qcow2Preallocation.Full,
+                        _ => throw new CommandException($"Parameter 'preallocation' does not accept value '{prealloc}'"),
                     },
                 };
         }

@@ -32,6 +32,10 @@ public class MigrateVaultInteropTests
         vault.AssertSourcesUnchanged();
 
         var report = Report(vault, "out");
+        // Every qcow2 target's own check ran, and was clean, before it counted.
+        foreach (var entry in report.GetProperty("entries").EnumerateArray().Where(e => e.GetProperty("verified").GetBoolean()))
+            Assert.Equal(entry.GetProperty("target-format").GetString() == "qcow2" ? "clean" : "none (raw has no consistency check)",
+                entry.GetProperty("check").GetString());
         var bad = EntryFor(report, vault, "bad.qed");
         Assert.Equal("corrupt", bad.GetProperty("status").GetString());
         Assert.False(bad.GetProperty("verified").GetBoolean());
@@ -87,6 +91,20 @@ public class MigrateVaultInteropTests
         var run = vault.Dir.Qed("migrate", "--flatten", "vault", "out");
         Assert.True(run.ExitCode == 0, run.ToString());
         vault.AssertTargetTree(vault.Dir["out"], "qcow2", flat: true);
+    }
+
+    [Fact]
+    public void Qcow2OptionsReachEveryTarget()
+    {
+        using var vault = new Vault(corrupt: false, chains: 1);
+        var run = vault.Dir.Qed("migrate", "-o", "cluster_size=4k,lazy_refcounts=on,refcount_bits=8", "vault", "out");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        vault.AssertTargetTree(vault.Dir["out"], "qcow2", flat: false);
+        using var info = JsonDocument.Parse(Tool.Ok(vault.Dir.QemuImg("info", "--output=json", "out/chains/c0/sub/top.qcow2")).StdOut);
+        Assert.Equal(4096, info.RootElement.GetProperty("cluster-size").GetInt32());
+        var specific = info.RootElement.GetProperty("format-specific").GetProperty("data");
+        Assert.True(specific.GetProperty("lazy-refcounts").GetBoolean());
+        Assert.Equal(8, specific.GetProperty("refcount-bits").GetInt32());
     }
 
     [Fact]
@@ -171,6 +189,7 @@ public class MigrateVaultInteropTests
     [InlineData(new[] { "migrate", "-j", "0", "vault", "out" }, "Invalid number of jobs: 0 (at least 1)")]
     [InlineData(new[] { "migrate", "-o", "bogus=1", "vault", "out" }, "Invalid parameter 'bogus'")]
     [InlineData(new[] { "migrate", "vault/rawbase.img", "out" }, "'vault/rawbase.img' is not a QED image (its format is raw)")]
+    [InlineData(new[] { "migrate", "-o", "cluster_size=1000", "vault", "out" }, "Invalid qcow2 options: Cluster size must be a power of two between 512 and 2048k")]
     public void BadUsageIsOneLineAndExitOne(string[] args, string message)
     {
         using var vault = new Vault(corrupt: false, chains: 0);

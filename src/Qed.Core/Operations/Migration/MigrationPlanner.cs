@@ -47,10 +47,25 @@ internal sealed class MigrationPlanner
     public static async Task<MigrationPlan> PlanAsync(IReadOnlyList<string> sources, string targetDir, MigrationOptions options, CancellationToken ct)
     {
         if (sources.Count == 0) throw new ArgumentException("No source images or folders given", nameof(sources));
+        if (options.TargetFormat == "qcow2") await ValidateQcow2Async(options.Qcow2, ct).ConfigureAwait(false);
         var planner = new MigrationPlanner(targetDir, options);
         foreach (string source in sources) await planner.FindAsync(source, ct).ConfigureAwait(false);
         foreach (var node in planner._found) await planner.ResolveAsync(node, [], ct).ConfigureAwait(false);
         return new MigrationPlan(targetDir, options, planner.Order());
+    }
+
+    /// <summary>The qcow2 settings made into a small image in memory: a combination qcow2 cannot take fails before anything is written.</summary>
+    private static async Task ValidateQcow2Async(Qcow2CreateOptions qcow2, CancellationToken ct)
+    {
+        try
+        {
+            await Qcow2Image.CreateAsync(new MemoryStorage(), qcow2 with { Size = 1 << 20, BackingFile = null, BackingFormat = null, Unsafe = false,
+                Preallocation = Qcow2Preallocation.Off }, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or ImageFormatException)
+        {
+            throw new ArgumentException($"Invalid qcow2 options: {e.Message}", e);
+        }
     }
 
     private bool InsideTarget(string path) => IsUnder(path, _targetDir);

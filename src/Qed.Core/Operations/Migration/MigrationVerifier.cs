@@ -23,19 +23,9 @@ internal static class MigrationVerifier
         if (targetFormat == "raw") check = "none (raw has no consistency check)";
         else
         {
-            QedCheckResult? result;
-            try
-            {
-                result = await QedChecker.CheckFileAsync(targetPath, targetFormat, CheckRepair.None, ct).ConfigureAwait(false);
-            }
-            // TEMPORARY until branch qcow2-check is merged (QedChecker then checks qcow2): without it the check cannot
-            // run, and the result is marked so. Remove this catch after the merge: a verified result must mean its check ran clean.
-            catch (NotSupportedException)
-            {
-                result = null;
-            }
-            if (result is null) check = "unavailable (TEMPORARY: no qcow2 check before the qcow2-check merge)";
-            else if (result.Corruptions != 0 || result.CheckErrors != 0 || result.Leaks != 0)
+            var result = await QedChecker.CheckFileAsync(targetPath, targetFormat, CheckRepair.None, ct).ConfigureAwait(false)
+                ?? throw new InvalidOperationException($"No consistency check for '{targetFormat}'");
+            if (result.Corruptions != 0 || result.CheckErrors != 0 || result.Leaks != 0)
                 return new Verdict($"the target's check found {MigrationText.Count(result.Corruptions, "corruption")}, {MigrationText.Count(result.Leaks, "leaked cluster")} and {MigrationText.Count(result.CheckErrors, "check error")}",
                     "failed");
             else check = "clean";
