@@ -13,6 +13,7 @@ internal static class CommandRegistry
         yield return InfoCommand.Build();
         yield return MapCommand.Build();
         yield return ConvertCommand.Build();
+        yield return MigrateCommand.Build();
         yield return DdCommand.Build();
         yield return SnapshotCommand.Build();
         yield return BitmapCommand.Build();

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Qed.Interop.Tests.Support;
+
+namespace Qed.Interop.Tests.Migrate;
+
+/// <summary>
+/// <c>qed migrate</c> killed with SIGKILL at random points and run again: after every kill, whatever lies under a final
+/// name is a verified copy (qemu-img check clean, qemu-img compare identical); the last run finishes the same tree a
+/// run never killed makes, and sources never change.
+/// </summary>
+public class MigrateKillInteropTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void KilledRunsFinishTheSameVerifiedTree(int seed)
+    {
+        using var vault = new Vault(corrupt: false, chains: 3, dataMiB: 12);
+        var random = new Random(seed);
+        int killed = 0;
+        for (int round = 0; round < 4; round++)
+        {
+            var process = Start(vault.Dir.Path, "migrate", "-j", "2", "vault", "out");
+            bool finished = process.WaitForExit(random.Next(150, 1500));
+            if (!finished)
+            {
+                process.Kill(); // SIGKILL
+                process.WaitForExit();
+                killed++;
+            }
+            AssertFinalNamesVerified(vault);
+            vault.AssertSourcesUnchanged();
+        }
+        Assert.True(killed > 0, "no run was cut off: the vault is too small for the delays");
+        var last = vault.Dir.Qed("migrate", "-j", "2", "vault", "out");
+        Assert.True(last.ExitCode == 0, last.ToString());
+        vault.AssertTargetTree(vault.Dir["out"], "qcow2", flat: false);
+        vault.AssertSourcesUnchanged();
+
+        // The same files as a run never cut off.
+        Tool.Ok(vault.Dir.Qed("migrate", "-j", "2", "vault", "clean"));
+        Assert.Equal(Listing(vault.Dir["clean"]), Listing(vault.Dir["out"]));
+
+        // And a run after that rewrites nothing.
+        var before = MigrateVaultInteropTests.Stat(vault.Dir["out"]);
+        var again = Tool.Ok(vault.Dir.Qed("migrate", "-j", "2", "vault", "out"));
+        Assert.Contains(" 0 converted", again.StdOut);
+        var after = MigrateVaultInteropTests.Stat(vault.Dir["out"]);
+        before.Remove("qed-migrate-report.json");
+        after.Remove("qed-migrate-report.json");
+        Assert.Equal(before, after);
+    }
+
+    private static IEnumerable<string> Listing(string folder) =>
+        Directory.EnumerateFiles(folder, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
+            .Select(f => Path.GetRelativePath(folder, f)).Order(StringComparer.Ordinal);
+
+    /// <summary>Every target under its final name checks clean and reads as its source.</summary>
+    private static void AssertFinalNamesVerified(Vault vault)
+    {
+        if (!Directory.Exists(vault.Dir["out"])) return;
+        foreach (string file in Directory.EnumerateFiles(vault.Dir["out"], "*", SearchOption.AllDirectories))
+        {
+            string rel = Path.GetRelativePath(vault.Dir["out"], file);
+            if (Path.GetFileName(rel).StartsWith('.') || rel.StartsWith("qed-migrate-report.json", StringComparison.Ordinal)) continue;
+            string source = vault.Images.Any(i => Vault.TargetOf(i.Source, "qcow2") == rel)
+                ? Path.ChangeExtension(rel, ".qed") : rel;
+            string format = rel.EndsWith(".img", StringComparison.Ordinal) ? "raw" : "qcow2";
+            if (format == "qcow2") Tool.Ok(Tool.QemuImg(vault.Root, "check", "-f", "qcow2", file));
+            Tool.Ok(Tool.QemuImg(vault.Root, "compare", "-F", format, source, file));
+        }
+    }
+
+    private static Process Start(string cwd, params string[] args)
+    {
+        var info = new ProcessStartInfo(Tool.QedPath) { WorkingDirectory = cwd, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in args) info.ArgumentList.Add(a);
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+}
