@@ -11,6 +11,7 @@ namespace Qed.Tests.Qcow2;
 /// refcount block lost and rebuilt with the data intact, memory bounded by the metadata for a huge virtual size,
 /// and a read-only file refused for repair.
 /// </summary>
+[Collection(nameof(AllocationMeasurements))]
 public sealed class Qcow2CheckTests
 {
     /// <summary>A 1 GiB image with guest clusters 0, 1 and 512 MiB written (two L2 tables).</summary>
