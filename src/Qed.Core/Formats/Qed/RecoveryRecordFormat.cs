@@ -40,8 +40,11 @@ internal sealed class RecoveryRecordFormat
     {
         AreaOffset = areaOffset;
         L1Entries = l1Entries;
-        BitmapSectors = (l1Entries + BitsPerSector - 1) / BitsPerSector;
+        BitmapSectors = SectorsFor(l1Entries) - 1;
     }
+
+    /// <summary>Sectors of the record, head included, for an L1 table of <paramref name="l1Entries"/> entries.</summary>
+    private static int SectorsFor(int l1Entries) => 1 + (l1Entries + BitsPerSector - 1) / BitsPerSector;
 
     /// <summary>File offset of the record's first sector.</summary>
     public long AreaOffset { get; }
@@ -69,8 +72,7 @@ internal sealed class RecoveryRecordFormat
     {
         int l1Entries = (int)(header.TableSize * header.ClusterSize / 8);
         long headerBytes = (long)header.HeaderSize * header.ClusterSize;
-        var record = new RecoveryRecordFormat(0, l1Entries);
-        long start = headerBytes - record.AreaBytes;
+        long start = headerBytes - (long)SectorsFor(l1Entries) * SectorSize;
         long reserved = QedHeader.Size;
         if ((header.Features & QedFeatures.BackingFile) != 0)
             reserved = Math.Max(reserved, (long)header.BackingFilenameOffset + header.BackingFilenameSize);
