@@ -54,6 +54,9 @@ public sealed class PackagingTests(ITestOutputHelper output)
         Assert.Contains("No errors were found on the image.", check.StdOut);
         Log(clock, "app ran");
 
+        RunDocExamples(app, env, dir);
+        Log(clock, "docs' examples ran");
+
         string tools = dir["tools"];
         DotnetCli.Ok(dir.Path, env, "tool", "install", "Qed.Cli", "--version", version, "--tool-path", tools, "--configfile", config);
         string qed = Path.Combine(tools, "qed");
@@ -65,6 +68,50 @@ public sealed class PackagingTests(ITestOutputHelper output)
         Assert.Equal(Tool.Ok(dir.QemuImg("info", "x.qed")).StdOut, info.StdOut);
         Assert.Contains("virtual size: 1 MiB (1048576 bytes)", info.StdOut);
         Log(clock, "tool ran");
+    }
+
+    /// <summary>
+    /// Every C# example of README.md and docs/*.md, run as the fresh app's Program.cs against the packages (the docs
+    /// tests run the same examples against the project build): each session in its own folder, its setup commands and
+    /// shell blocks run as the docs tests run them, then every image it left is checked by <c>qemu-img check</c>, except
+    /// those whose name says the example corrupted it on purpose (<c>corrupt</c> in the name).
+    /// </summary>
+    private void RunDocExamples(string app, Dictionary<string, string> env, TempDir dir)
+    {
+        var sessions = DocExamplesTests.SessionsOf(MarkdownBlocks.All(MarkdownBlocks.RepositoryRoot))
+            .Where(s => s.Any(b => b.Language == "csharp")).ToList();
+        Assert.Contains(sessions, s => s[0].File == "README.md");
+        Assert.Contains(sessions, s => s[0].File == "docs/library.md");
+        string program = Path.Combine(app, "Program.cs");
+        using var shell = new Shell();
+        int n = 0;
+        foreach (var session in sessions)
+        {
+            string cwd = Directory.CreateDirectory(dir[$"example-{n++}"]).FullName;
+            foreach (var block in session)
+            {
+                if (block.Language != "csharp")
+                {
+                    Assert.Empty(DocExamplesTests.RunBlock(block, shell, cwd));
+                    continue;
+                }
+                foreach (string command in block.Setup)
+                {
+                    var (exit, text) = shell.Run(cwd, command, exitOnError: true);
+                    Assert.True(exit == 0, $"{block.Where}: setup '{command}' exited {exit}:\n{text}");
+                }
+                File.WriteAllText(program, block.Text + "\n");
+                var run = DotnetCli.Run(DotnetCli.Path!, cwd, env, "run", "--project", app, "-c", "Release", "--disable-build-servers");
+                Assert.True(run.ExitCode == 0, $"{block.Where}, run from the packages, exited {run.ExitCode}:\n{run.StdOut}{run.StdErr}");
+            }
+            foreach (string image in Directory.GetFiles(cwd).Where(f => f.EndsWith(".qed", StringComparison.Ordinal) || f.EndsWith(".qcow2", StringComparison.Ordinal)))
+            {
+                if (Path.GetFileName(image).Contains("corrupt", StringComparison.Ordinal)) continue;
+                var check = Tool.QemuImg(cwd, "check", "-U", Path.GetFileName(image));
+                Assert.True(check.ExitCode == 0, $"{session[0].Where}: qemu-img check {Path.GetFileName(image)} exited {check.ExitCode}:\n{check.StdOut}{check.StdErr}");
+            }
+            output.WriteLine($"{session[0].Where}: ran from the packages");
+        }
     }
 
     /// <summary>
