@@ -183,17 +183,22 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public long Length => RandomAccess.GetLength(_handle);
 
-    /// <summary>Bytes the file occupies on disk (st_blocks × 512), as qemu-img's actual-size.</summary>
-    public long AllocatedBytes
+    /// <summary>
+    /// Bytes the file occupies on disk (st_blocks × 512), as qemu-img's actual-size; null where the host cannot tell
+    /// holes from data (no SEEK_DATA/SEEK_HOLE or allocated-range query, as under QED_PORTABLE_IO), as qemu-img's
+    /// "unavailable".
+    /// </summary>
+    public long? AllocatedBytes
     {
         get
         {
             // .NET exposes no st_blocks; the sum of data runs is the same figure for regular files.
             long length = Length, total = 0, offset = 0;
+            if (!NativeFile.CanMapAllocation) return null;
             while (offset < length)
             {
                 var run = NativeFile.FindRun(_control, offset, length);
-                if (run is null) return length;
+                if (run is null) return length; // the filesystem cannot say: all of it counts, as SEEK_DATA would
                 if (run.Value.IsData) total += run.Value.RunEnd - offset;
                 offset = run.Value.RunEnd;
             }
