@@ -379,11 +379,9 @@ public sealed class FileStorage : IBlockStorage
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (!CanWrite || _cache == CacheMode.Unsafe) return ValueTask.CompletedTask;
-        return new ValueTask(Task.Run(() =>
-        {
-            NativeFile.Sync(_handle);
-            if (_direct != null && HostIO.MacOS) NativeFile.Sync(_direct); // F_FULLFSYNC flushes the drive, whichever descriptor asks
-        }, cancellationToken));
+        // One sync covers the direct handle's writes too: both are the same file (fdatasync, F_FULLFSYNC and
+        // FlushFileBuffers act on the file, not the descriptor).
+        return new ValueTask(Task.Run(() => NativeFile.Sync(_handle), cancellationToken));
     }
 
     /// <inheritdoc />
