@@ -111,7 +111,10 @@ public sealed class FileStorage : IBlockStorage
         }
     }
 
-    /// <summary>Whether aligned requests bypass the host page cache (cache=none or directsync, where allowed).</summary>
+    /// <summary>
+    /// Whether requests bypass the host page cache (cache=none or directsync, where allowed): those aligned to 4 KiB on
+    /// Linux (O_DIRECT) and Windows (FILE_FLAG_NO_BUFFERING), all of them on macOS (F_NOCACHE).
+    /// </summary>
     public bool IsDirect => _direct != null;
 
     /// <summary>The cache mode the file was opened with.</summary>
