@@ -5,9 +5,12 @@ public enum CacheMode
 {
     /// <summary>The host page cache holds writes until a flush makes them durable (qemu's default).</summary>
     WriteBack,
-    /// <summary>Every write is durable when it completes (O_DSYNC); flushes cost nothing more.</summary>
+    /// <summary>Every write is durable when it completes (O_DSYNC; on macOS each write is followed by F_FULLFSYNC); flushes cost nothing more.</summary>
     WriteThrough,
-    /// <summary>Bypass the host page cache (O_DIRECT) where the filesystem allows it, else write-back; flushes still sync.</summary>
+    /// <summary>
+    /// Bypass the host page cache (O_DIRECT on Linux, FILE_FLAG_NO_BUFFERING on Windows, F_NOCACHE on macOS) where the
+    /// filesystem allows it, else write-back; flushes still sync.
+    /// </summary>
     None,
     /// <summary>O_DIRECT and O_DSYNC together: every write durable, no host cache.</summary>
     DirectSync,
@@ -15,8 +18,8 @@ public enum CacheMode
     Unsafe,
 }
 
-/// <summary>Parsing of qemu's cache mode names.</summary>
-public static class CacheModes
+/// <summary>Parsing of qemu's cache mode names (the qed tool's <c>-t</c>; not public API).</summary>
+internal static class CacheModes
 {
     /// <summary>Parses writeback, writethrough, none, directsync or unsafe (qemu's names).</summary>
     public static CacheMode Parse(string name) => name switch

@@ -5,28 +5,61 @@ using Microsoft.Win32.SafeHandles;
 namespace Qed.Storage;
 
 /// <summary>
-/// O_DIRECT on Linux: opening with the flag, probing that the filesystem accepts it, and aligned bounce buffers
-/// for callers whose memory is not aligned. Requests must be aligned in offset and length to <see cref="Alignment"/>.
+/// A second handle that bypasses the host cache, for cache=none and directsync: O_DIRECT on Linux and
+/// FILE_FLAG_NO_BUFFERING on Windows (both want requests and memory aligned to <see cref="Alignment"/>; the aligned
+/// bounce buffers here serve callers whose memory is not), F_NOCACHE on macOS (any request, any memory). Where none
+/// is had (the filesystem refuses, or QED_PORTABLE_IO), the storage uses its buffered handle alone.
 /// </summary>
 internal static unsafe partial class DirectIO
 {
-    /// <summary>Offset, length and memory alignment used for direct I/O: safe for every Linux device.</summary>
+    /// <summary>Offset, length and memory alignment used for direct I/O: safe for every Linux device and Windows sector size up to 4 KiB.</summary>
     public const int Alignment = 4096;
     /// <summary>Largest bounce buffer; bigger requests go in pieces.</summary>
     public const int BounceSize = 1 << 20;
 
     private const int O_RDONLY = 0, O_RDWR = 2, O_DSYNC = 0x1000, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(LinuxFile.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags, int mode);
 
     private static readonly ConcurrentBag<nint> Pool = new();
 
-    /// <summary>Opens <paramref name="path"/> with O_DIRECT (and O_DSYNC when asked); null where that is refused.</summary>
-    public static SafeFileHandle? TryOpen(string path, bool writable, bool dsync)
+    /// <summary>FILE_FLAG_NO_BUFFERING, which .NET passes through to CreateFile on Windows.</summary>
+    private const FileOptions NoBuffering = (FileOptions)0x20000000;
+
+    /// <summary>
+    /// Opens <paramref name="path"/> bypassing the host cache (and write-through when <paramref name="dsync"/>); null
+    /// where that is refused. <paramref name="alignment"/> is what requests on it need: <see cref="Alignment"/>, or 1.
+    /// A refused handle is closed through <see cref="PosixLocks.Close"/> (closing may not drop the first handle's locks).
+    /// </summary>
+    public static SafeFileHandle? TryOpen(string path, bool writable, bool dsync, NativeLock.FileId? id, out int alignment)
     {
-        if (!OperatingSystem.IsLinux() || !(RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64))
-            return null;
+        alignment = Alignment;
+        if (HostIO.Linux) return TryOpenLinux(path, writable, dsync);
+        if (HostIO.Windows) return Probe(TryOpenHandle(path, writable, NoBuffering | (dsync ? FileOptions.WriteThrough : 0)), id);
+        if (!HostIO.MacOS) return null;
+        alignment = 1;
+        var handle = TryOpenHandle(path, writable, dsync ? FileOptions.WriteThrough : 0);
+        if (handle is null || MacFile.TryDisableCache(handle)) return handle;
+        PosixLocks.Close(id, handle);
+        return null;
+    }
+
+    private static SafeFileHandle? TryOpenHandle(string path, bool writable, FileOptions options)
+    {
+        try
+        {
+            return File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read, FileShare.ReadWrite | FileShare.Delete,
+                FileOptions.Asynchronous | options);
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+        catch (ArgumentException) { return null; } // a runtime that does not pass FILE_FLAG_NO_BUFFERING through
+    }
+
+    private static SafeFileHandle? TryOpenLinux(string path, bool writable, bool dsync)
+    {
+        if (!(RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.Arm64)) return null;
         int fd;
         try
         {
@@ -35,8 +68,16 @@ internal static unsafe partial class DirectIO
         catch (EntryPointNotFoundException) { return null; }
         catch (DllNotFoundException) { return null; }
         if (fd < 0) return null;
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        // tmpfs and some FUSE filesystems accept the flag at open and refuse the first aligned read.
+        return Probe(new SafeFileHandle(fd, ownsHandle: true), id: null);
+    }
+
+    /// <summary>
+    /// The handle if an aligned read works on it (tmpfs and some FUSE filesystems accept O_DIRECT at open and refuse
+    /// the first aligned read; a Windows volume whose sectors exceed 4 KiB would too), else null, the handle closed.
+    /// </summary>
+    private static SafeFileHandle? Probe(SafeFileHandle? handle, NativeLock.FileId? id)
+    {
+        if (handle is null) return null;
         nint probe = Rent();
         try
         {
@@ -45,7 +86,7 @@ internal static unsafe partial class DirectIO
         }
         catch (IOException)
         {
-            handle.Dispose();
+            PosixLocks.Close(id, handle);
             return null;
         }
         finally

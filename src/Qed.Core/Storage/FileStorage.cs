@@ -8,23 +8,59 @@ namespace Qed.Storage;
 /// On Linux these are blocking calls on the thread pool (regular files have no async I/O), so callers bound how
 /// many requests they keep in flight.
 /// </summary>
+/// <remarks>
+/// Each host's best calls are used where it has them (hole punching, reserving, the allocation map, cache bypass,
+/// ranged durable writes, image locks), and where it has not, a fallback that keeps the same guarantee: discards
+/// write zeroes, growth sets the length, durability is never weaker than the cache mode promises. docs/platforms.md
+/// has the table for Linux, Windows and macOS.
+/// </remarks>
 public sealed class FileStorage : IBlockStorage
 {
     private readonly SafeFileHandle _handle;
+    private readonly SafeFileHandle _control;    // control calls (Windows: a synchronous second handle; elsewhere _handle)
+    private readonly NativeLock.FileId? _id;     // the file's identity, where the host tells it
+    private readonly IDisposable? _locks;        // what lets the image locks go, where closing the handle does not
 
     private readonly CacheMode _cache;
-    private readonly SafeFileHandle? _direct; // O_DIRECT handle for aligned requests under cache=none/directsync
+    private readonly SafeFileHandle? _direct; // cache-bypassing handle under cache=none/directsync (DirectIO.cs)
+    private readonly int _directAlignment;    // what a request needs to go to _direct: 4096 (O_DIRECT, NO_BUFFERING) or 1 (F_NOCACHE)
     private readonly WriteLane? _lane;        // buffered writes that do not sync go one at a time (WriteLane.cs)
+    private readonly bool _syncEachWrite;     // macOS write-through: O_SYNC stops at the drive's cache, so F_FULLFSYNC follows
+    private readonly bool _sparse;            // Windows: marked sparse, so growth and discards leave holes
 
-    private FileStorage(SafeFileHandle handle, string path, bool canWrite, CacheMode cache = CacheMode.WriteBack, SafeFileHandle? direct = null)
+    private FileStorage(SafeFileHandle handle, string path, bool canWrite, NativeLock.FileId? id, IDisposable? locks,
+        CacheMode cache = CacheMode.WriteBack, SafeFileHandle? direct = null, int directAlignment = DirectIO.Alignment)
     {
         _handle = handle;
         Name = path;
         CanWrite = canWrite;
+        _id = id;
+        _locks = locks;
         _cache = cache;
         _direct = direct;
+        _directAlignment = directAlignment;
         if (canWrite && cache is not (CacheMode.WriteThrough or CacheMode.DirectSync)) _lane = new WriteLane(handle);
+        _syncEachWrite = HostIO.MacOS && canWrite && WritesAreDurable;
+        _control = handle;
+        if (HostIO.Windows)
+        {
+            _control = WindowsFile.ReOpen(handle, canWrite, path);
+            // Sparse before any growth, so the grown range is a hole and discards free space; refused on FAT and by
+            // block devices, which then grow by allocating and discard by writing zeroes.
+            _sparse = canWrite && WindowsFile.TryMarkSparse(_control);
+        }
     }
+
+    /// <summary>What this file does natively on this host, and what it falls back for (docs/platforms.md).</summary>
+    internal FileCapabilities Capabilities => new(
+        PunchHoles: NativeFile.CanPunchHoles,
+        Reserve: NativeFile.CanReserve,
+        Sparse: !HostIO.Windows || _sparse,
+        AllocationMap: NativeFile.CanMapAllocation,
+        BypassCache: _direct != null,
+        RangedDurableWrites: NativeFile.CanWriteRangeDurably,
+        CachedReads: NativeFile.CanReadCached,
+        Locks: HostIO.Windows ? LockKind.WindowsByteRange : HostIO.PosixLocks ? LockKind.PosixRecord : HostIO.Linux ? LockKind.Ofd : LockKind.None);
 
     /// <summary>
     /// Opens an existing file with a host cache mode (qemu's <c>-t</c>), taking QEMU's image locks as
@@ -42,27 +78,43 @@ public sealed class FileStorage : IBlockStorage
         if (writable && cache is CacheMode.WriteThrough or CacheMode.DirectSync) options |= FileOptions.WriteThrough;
         var handle = File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
             FileShare.ReadWrite, options);
+        NativeLock.FileId? id = null;
+        IDisposable? locks = null;
         try
         {
-            FileKind.EnsureOpenable(handle, path);
-            if (permissions is { } p) ImageLock.Acquire(handle, path, p);
+            id = FileKind.EnsureOpenable(handle, path);
+            if (permissions is { } p) locks = ImageLock.Acquire(handle, path, id, p);
         }
         catch
         {
-            handle.Dispose();
+            PosixLocks.Close(id, handle);
             throw;
         }
-        // none/directsync: aligned requests bypass the page cache through a second, O_DIRECT handle; unaligned ones
-        // use the buffered handle (Linux keeps the two coherent). Where O_DIRECT is refused (tmpfs, some FUSE), the
-        // buffered handle alone gives write-back (none) or write-through (directsync) semantics. The locks stay on the
-        // first handle, which lives as long as this storage.
+        // none/directsync: aligned requests bypass the page cache through a second handle (O_DIRECT, NO_BUFFERING;
+        // on macOS F_NOCACHE, which takes any request); unaligned ones use the buffered handle (Linux and NTFS keep
+        // the two coherent). Where there is no such handle (tmpfs, some FUSE, QED_PORTABLE_IO), the buffered handle
+        // alone gives write-back (none) or write-through (directsync) semantics. The locks stay on the first handle,
+        // which lives as long as this storage.
+        int alignment = DirectIO.Alignment;
         SafeFileHandle? direct = cache is CacheMode.None or CacheMode.DirectSync
-            ? DirectIO.TryOpen(path, writable, dsync: cache == CacheMode.DirectSync)
+            ? DirectIO.TryOpen(path, writable, dsync: cache == CacheMode.DirectSync, id, out alignment)
             : null;
-        return new FileStorage(handle, path, writable, cache, direct);
+        try
+        {
+            return new FileStorage(handle, path, writable, id, locks, cache, direct, alignment);
+        }
+        catch
+        {
+            locks?.Dispose();
+            PosixLocks.Close(id, handle, direct);
+            throw;
+        }
     }
 
-    /// <summary>Whether aligned requests bypass the host page cache (cache=none or directsync, where allowed).</summary>
+    /// <summary>
+    /// Whether requests bypass the host page cache (cache=none or directsync, where allowed): those aligned to 4 KiB on
+    /// Linux (O_DIRECT) and Windows (FILE_FLAG_NO_BUFFERING), all of them on macOS (F_NOCACHE).
+    /// </summary>
     public bool IsDirect => _direct != null;
 
     /// <summary>The cache mode the file was opened with.</summary>
@@ -92,19 +144,22 @@ public sealed class FileStorage : IBlockStorage
         // through it, and counts as not created (removing the name would remove the link, which was there before).
         var handle = File.OpenHandle(path, created ? FileMode.CreateNew : File.Exists(path) ? FileMode.Open : FileMode.OpenOrCreate,
             FileAccess.ReadWrite, FileShare.ReadWrite, FileOptions.Asynchronous);
+        var id = NativeLock.Stat(handle);
+        IDisposable? locks = null;
         try
         {
-            if (!created && NativeLock.Stat(handle) is { Type: not NativeLock.FileId.Regular })
+            if (!created && id is { Type: not NativeLock.FileId.Regular })
                 throw new UnsupportedFileException(path, "Not a regular file; only regular files are created", verb: "create");
-            if (permissions is { } p) ImageLock.Acquire(handle, path, p);
+            if (permissions is { } p) locks = ImageLock.Acquire(handle, path, id, p);
+            return new FileStorage(handle, path, true, id, locks) { CreatedFile = created };
         }
         catch
         {
-            handle.Dispose();
+            locks?.Dispose();
+            PosixLocks.Close(id, handle);
             if (created) TryDelete(path);
             throw;
         }
-        return new FileStorage(handle, path, true) { CreatedFile = created };
     }
 
     /// <summary>Whether <see cref="Create"/> made this file (it did not exist before), so that only then is it removed on failure.</summary>
@@ -119,8 +174,8 @@ public sealed class FileStorage : IBlockStorage
     /// <summary>Whether two names are one file (same device and inode).</summary>
     public static bool IsSameFile(string a, string b) => FileKind.SameFile(a, b);
 
-    /// <summary>The underlying handle, for callers that need a platform call of their own.</summary>
-    public SafeFileHandle Handle => _handle;
+    /// <summary>The underlying handle, for callers in this assembly and its tests that need a platform call of their own.</summary>
+    internal SafeFileHandle Handle => _handle;
 
     /// <inheritdoc />
     public string Name { get; }
@@ -131,17 +186,22 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public long Length => RandomAccess.GetLength(_handle);
 
-    /// <summary>Bytes the file occupies on disk (st_blocks × 512), as qemu-img's actual-size.</summary>
-    public long AllocatedBytes
+    /// <summary>
+    /// Bytes the file occupies on disk (st_blocks × 512), as qemu-img's actual-size; null where the host cannot tell
+    /// holes from data (no SEEK_DATA/SEEK_HOLE or allocated-range query, as under QED_PORTABLE_IO), as qemu-img's
+    /// "unavailable".
+    /// </summary>
+    public long? AllocatedBytes
     {
         get
         {
             // .NET exposes no st_blocks; the sum of data runs is the same figure for regular files.
             long length = Length, total = 0, offset = 0;
+            if (!NativeFile.CanMapAllocation) return null;
             while (offset < length)
             {
-                var run = NativeFile.FindRun(_handle, offset, length);
-                if (run is null) return length;
+                var run = NativeFile.FindRun(_control, offset, length);
+                if (run is null) return length; // the filesystem cannot say: all of it counts, as SEEK_DATA would
                 if (run.Value.IsData) total += run.Value.RunEnd - offset;
                 offset = run.Value.RunEnd;
             }
@@ -155,7 +215,7 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (_direct != null && DirectIO.IsAligned(offset, buffer.Length)) return DirectReadAsync(offset, buffer, cancellationToken);
+        if (_direct != null && IsDirectAligned(offset, buffer.Length)) return DirectReadAsync(offset, buffer, cancellationToken);
         return BufferedReadAsync(offset, buffer, cancellationToken);
     }
 
@@ -216,14 +276,31 @@ public sealed class FileStorage : IBlockStorage
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
-        if (_direct != null && DirectIO.IsAligned(offset, data.Length)) return DirectWriteAsync(offset, data, cancellationToken);
+        if (_syncEachWrite) return WriteThenSyncAsync(offset, data, cancellationToken);
+        return WriteUnsyncedAsync(offset, data, cancellationToken);
+    }
+
+    private ValueTask WriteUnsyncedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (_direct != null && IsDirectAligned(offset, data.Length)) return DirectWriteAsync(offset, data, cancellationToken);
         if (_lane != null) return _lane.WriteAsync(offset, data, cancellationToken);
         return RandomAccess.WriteAsync(_handle, data, offset, cancellationToken);
     }
 
+    /// <summary>macOS write-through: the write, then F_FULLFSYNC, so a completed write is on the medium as promised.</summary>
+    private async ValueTask WriteThenSyncAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await WriteUnsyncedAsync(offset, data, cancellationToken).ConfigureAwait(false);
+        await Task.Run(() => NativeFile.Sync(_direct ?? _handle), cancellationToken).ConfigureAwait(false);
+    }
+
+    private bool IsDirectAligned(long offset, int length) => ((offset | (long)length) & (_directAlignment - 1)) == 0;
+
+    private bool NeedsBounce(ReadOnlyMemory<byte> memory) => _directAlignment > 1 && !DirectIO.IsAligned(memory);
+
     private async ValueTask DirectReadAsync(long offset, Memory<byte> buffer, CancellationToken ct)
     {
-        if (DirectIO.IsAligned(buffer))
+        if (!NeedsBounce(buffer))
         {
             int n = await RandomAccess.ReadAsync(_direct!, buffer, offset, ct).ConfigureAwait(false);
             if (n < buffer.Length) await BufferedReadAsync(offset + n, buffer[n..], ct).ConfigureAwait(false); // short at EOF
@@ -255,7 +332,7 @@ public sealed class FileStorage : IBlockStorage
 
     private async ValueTask DirectWriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
-        if (DirectIO.IsAligned(data))
+        if (!NeedsBounce(data))
         {
             await RandomAccess.WriteAsync(_direct!, data, offset, ct).ConfigureAwait(false);
             return;
@@ -284,7 +361,7 @@ public sealed class FileStorage : IBlockStorage
     /// Buffered files take one RWF_DSYNC write of the range, which syncs that range and not the rest of the file's
     /// dirty pages (a flush there would write back everything written since the last one). Write-through files are
     /// durable on every write; under cache=unsafe nothing is ever synced; under O_DIRECT (and where RWF_DSYNC is not
-    /// available) the write is followed by a flush.
+    /// available: macOS, Windows, QED_PORTABLE_IO) the write is followed by a flush.
     /// </remarks>
     public ValueTask WriteDurableAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
@@ -296,7 +373,7 @@ public sealed class FileStorage : IBlockStorage
             if (!NativeFile.TryWriteDsync(_handle, data.Span, offset))
             {
                 RandomAccess.Write(_handle, data.Span, offset);
-                NativeFile.DataSync(_handle);
+                NativeFile.Sync(_handle);
             }
         }, cancellationToken));
     }
@@ -305,7 +382,9 @@ public sealed class FileStorage : IBlockStorage
     public ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (!CanWrite || _cache == CacheMode.Unsafe) return ValueTask.CompletedTask;
-        return new ValueTask(Task.Run(() => NativeFile.DataSync(_handle), cancellationToken));
+        // One sync covers the direct handle's writes too: both are the same file (fdatasync, F_FULLFSYNC and
+        // FlushFileBuffers act on the file, not the descriptor).
+        return new ValueTask(Task.Run(() => NativeFile.Sync(_handle), cancellationToken));
     }
 
     /// <inheritdoc />
@@ -320,7 +399,8 @@ public sealed class FileStorage : IBlockStorage
     /// <remarks>
     /// fallocate: the new range becomes unwritten extents, which read as zeroes and take a write without the block
     /// reservation a hole needs (on ext4 a 4 KiB write into reserved space costs about a quarter less). Where the
-    /// filesystem refuses, the length is set and the range stays a hole.
+    /// filesystem or host cannot (macOS, Windows, QED_PORTABLE_IO), the length is set: a hole where the file is
+    /// sparse (Linux, APFS, NTFS once marked sparse), else space allocated and zeroed by the filesystem.
     /// </remarks>
     public ValueTask GrowAsync(long length, CancellationToken cancellationToken = default)
     {
@@ -332,18 +412,23 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// A hole where the host can punch one (fallocate PUNCH_HOLE, F_PUNCHHOLE, FSCTL_SET_ZERO_DATA); elsewhere zeroes
+    /// are written, up to the end of the file only (bytes past it already read as zeroes, and the length must not change).
+    /// </remarks>
     public async ValueTask ZeroRangeAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
         if (length <= 0) return;
-        if (!NativeFile.TryPunchHole(_handle, offset, length))
-            await Zeroes.WriteAsync(this, offset, length, cancellationToken).ConfigureAwait(false);
+        if (NativeFile.TryPunchHole(_control, offset, length)) return;
+        long end = Math.Min(offset + length, Length);
+        if (end > offset) await Zeroes.WriteAsync(this, offset, end - offset, cancellationToken).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
     public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken cancellationToken = default)
     {
-        var run = NativeFile.FindRun(_handle, offset, offset + maxLength);
+        var run = NativeFile.FindRun(_control, offset, offset + maxLength);
         return ValueTask.FromResult(run is null ? (true, maxLength) : (run.Value.IsData, run.Value.RunEnd - offset));
     }
 
@@ -355,8 +440,8 @@ public sealed class FileStorage : IBlockStorage
     /// <inheritdoc />
     public void Dispose()
     {
-        _direct?.Dispose();
-        _handle.Dispose();
+        _locks?.Dispose();
+        PosixLocks.Close(_id, _direct, _control == _handle ? null : _control, _handle);
     }
 
     /// <inheritdoc />

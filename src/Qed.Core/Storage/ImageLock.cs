@@ -74,43 +74,56 @@ internal static class ImageLock
     };
 
     /// <summary>
-    /// Takes the locks for <paramref name="permissions"/> on <paramref name="handle"/> and tests for conflicts.
-    /// Returns false (nothing taken) where the file cannot take OFD locks: QEMU then opens without locking too.
+    /// Takes the locks for <paramref name="permissions"/> on <paramref name="handle"/> and tests for conflicts, with
+    /// the host's locks: OFD locks on Linux (QEMU's), POSIX record locks on macOS and under QED_PORTABLE_IO
+    /// (<see cref="PosixLocks"/>), LockFileEx on Windows (<see cref="WindowsLocks"/>). Returns what to dispose, before
+    /// the handle is closed, to let the locks go (null when closing the handle is enough, or nothing was taken: a
+    /// file that cannot take locks is opened without, as QEMU does).
     /// </summary>
     /// <exception cref="ImageLockedException">Another open file conflicts; the locks taken here are dropped.</exception>
-    public static bool Acquire(SafeFileHandle handle, string path, (ImagePermissions Held, ImagePermissions Shared) permissions)
+    public static IDisposable? Acquire(SafeFileHandle handle, string path, NativeLock.FileId? id, (ImagePermissions Held, ImagePermissions Shared) permissions)
     {
-        if (!NativeLock.IsSupported(handle, path)) return false;
         var (held, shared) = permissions;
         var unshared = ImagePermissions.All & ~shared;
+        var take = new List<int>();
+        for (int bit = 0; bit < Bits; bit++)
+            if (held.HasFlag((ImagePermissions)(1 << bit))) take.Add(HeldBase + bit);
+        for (int bit = 0; bit < Bits; bit++)
+            if (unshared.HasFlag((ImagePermissions)(1 << bit))) take.Add(UnsharedBase + bit);
+        // Someone refuses to share what we want, then someone holds what we refuse to share (QEMU's order).
+        var tests = new List<(int, string)>();
+        for (int bit = 0; bit < Bits; bit++)
+            if (held.HasFlag((ImagePermissions)(1 << bit))) tests.Add((UnsharedBase + bit, $"Failed to get \"{Names[bit]}\" lock"));
+        for (int bit = 0; bit < Bits; bit++)
+            if (unshared.HasFlag((ImagePermissions)(1 << bit))) tests.Add((HeldBase + bit, $"Failed to get shared \"{Names[bit]}\" lock"));
+        if (HostIO.Windows) return WindowsLocks.Acquire(handle, path, take, tests);
+        if (HostIO.PosixLocks) return PosixLocks.Acquire(handle, path, id, take, tests);
+        AcquireOfd(handle, path, take, tests);
+        return null;
+    }
+
+    /// <summary>OFD locks: take every byte, then test (of two openers racing, at least one sees the other).</summary>
+    private static void AcquireOfd(SafeFileHandle handle, string path, List<int> take, List<(int Offset, string Reason)> tests)
+    {
+        if (!NativeLock.IsSupported(handle, path)) return;
         var taken = new List<int>();
         try
         {
-            for (int bit = 0; bit < Bits; bit++)
-                if (held.HasFlag((ImagePermissions)(1 << bit))) Take(handle, path, HeldBase + bit, taken);
-            for (int bit = 0; bit < Bits; bit++)
-                if (unshared.HasFlag((ImagePermissions)(1 << bit))) Take(handle, path, UnsharedBase + bit, taken);
-            // Someone refuses to share what we want, then someone holds what we refuse to share (QEMU's order).
-            for (int bit = 0; bit < Bits; bit++)
-                if (held.HasFlag((ImagePermissions)(1 << bit)) && NativeLock.TestOthers(handle, path, UnsharedBase + bit) == NativeLock.Result.Conflict)
-                    throw new ImageLockedException(path, $"Failed to get \"{Names[bit]}\" lock");
-            for (int bit = 0; bit < Bits; bit++)
-                if (unshared.HasFlag((ImagePermissions)(1 << bit)) && NativeLock.TestOthers(handle, path, HeldBase + bit) == NativeLock.Result.Conflict)
-                    throw new ImageLockedException(path, $"Failed to get shared \"{Names[bit]}\" lock");
-            return true;
+            foreach (int offset in take)
+            {
+                // Nobody takes exclusive locks on these bytes, so a shared one is refused only by a foreign locker.
+                if (NativeLock.SetShared(handle, path, offset) != NativeLock.Result.Ok)
+                    throw new ImageLockedException(path, $"Failed to lock byte {offset}");
+                taken.Add(offset);
+            }
+            foreach (var (offset, reason) in tests)
+                if (NativeLock.TestOthers(handle, path, offset) == NativeLock.Result.Conflict)
+                    throw new ImageLockedException(path, reason);
         }
         catch
         {
             foreach (int b in taken) NativeLock.SetShared(handle, path, b, unlock: true);
             throw;
         }
-    }
-
-    private static void Take(SafeFileHandle handle, string path, int offset, List<int> taken)
-    {
-        // Nobody takes exclusive locks on these bytes, so a shared one is refused only by a foreign locker.
-        if (NativeLock.SetShared(handle, path, offset) != NativeLock.Result.Ok)
-            throw new ImageLockedException(path, $"Failed to lock byte {offset}");
-        taken.Add(offset);
     }
 }

@@ -1,177 +1,78 @@
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace Qed.Storage;
 
-/// <summary>Linux calls that .NET does not expose: hole punching and SEEK_DATA/SEEK_HOLE. Each has a fallback.</summary>
-internal static partial class NativeFile
+/// <summary>
+/// The file calls .NET does not expose, each sent to the host's own (<see cref="LinuxFile"/>, <see cref="MacFile"/>,
+/// <see cref="WindowsFile"/>) as <see cref="HostIO"/> decided, and each answering "cannot" where the host has none,
+/// so that the caller takes the fallback docs/platforms.md states for it. Calls that take a control handle get the
+/// storage's synchronous second handle on Windows and its own handle elsewhere.
+/// </summary>
+internal static class NativeFile
 {
-    /// <summary>
-    /// glibc by its soname: plain "libc" makes the runtime try libc.so first, which on Debian is a linker script, and
-    /// those failed loads cost about 10 ms of every start. Elsewhere the load fails and each call falls back.
-    /// </summary>
-    internal const string Libc = "libc.so.6";
+    /// <summary>Whether <see cref="TryPunchHole"/> has a host call to try (the filesystem may still refuse).</summary>
+    public static bool CanPunchHoles => HostIO.Linux || HostIO.MacOS || HostIO.Windows;
 
-    private const int SeekData = 3;
-    private const int SeekHole = 4;
-    private const int FallocKeepSize = 0x01;
-    private const int FallocPunchHole = 0x02;
-    private const int ENXIO = 6;
-    private const int ENOSYS = 38;
-    private const int EOPNOTSUPP = 95;
+    /// <summary>Whether <see cref="TryAllocate"/> has a host call to try and the filesystem has not refused it.</summary>
+    public static bool CanReserve => HostIO.Linux && LinuxFile.AllocateWorks;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "lseek", SetLastError = true)]
-    private static partial long LSeek(SafeFileHandle fd, long offset, int whence);
+    /// <summary>Whether <see cref="FindRun"/> has a host call to ask.</summary>
+    public static bool CanMapAllocation => HostIO.Linux || HostIO.MacOS || HostIO.Windows;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "fallocate", SetLastError = true)]
-    private static partial int FAllocate(SafeFileHandle fd, int mode, long offset, long length);
+    /// <summary>Whether <see cref="TryWriteDsync"/> has a host call (RWF_DSYNC) to try.</summary>
+    public static bool CanWriteRangeDurably => HostIO.Linux;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "fdatasync", SetLastError = true)]
-    private static partial int FDataSync(SafeFileHandle fd);
+    /// <summary>Whether <see cref="TryReadCached"/> has a host call (RWF_NOWAIT) to try.</summary>
+    public static bool CanReadCached => HostIO.Linux;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "preadv2", SetLastError = true)]
-    private static unsafe partial nint PReadV2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+    /// <summary>A synced write of this range alone (Linux RWF_DSYNC); false elsewhere: the caller writes, then flushes.</summary>
+    public static bool TryWriteDsync(SafeFileHandle handle, ReadOnlySpan<byte> data, long offset) =>
+        HostIO.Linux && LinuxFile.TryWriteDsync(handle, data, offset);
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "pwritev2", SetLastError = true)]
-    private static unsafe partial nint PWriteV2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
-
-    private const int RwfDsync = 0x02;
-    private static volatile bool s_dsyncUnsupported = !OperatingSystem.IsLinux();
+    /// <summary>A read from the page cache without blocking (Linux RWF_NOWAIT); -1 elsewhere: the caller reads normally.</summary>
+    public static int TryReadCached(SafeFileHandle handle, Span<byte> buffer, long offset) =>
+        HostIO.Linux ? LinuxFile.TryReadCached(handle, buffer, offset) : -1;
 
     /// <summary>
-    /// Writes <paramref name="data"/> at <paramref name="offset"/> as one synced write (pwritev2 with RWF_DSYNC: the
-    /// kernel writes back and syncs that range alone, with the device cache flush). False when the platform or
-    /// filesystem cannot, remembered, so the caller writes and flushes instead; a real I/O error throws.
+    /// Makes the range read as zeroes without writing them where the host can (fallocate PUNCH_HOLE, F_PUNCHHOLE,
+    /// FSCTL_SET_ZERO_DATA), the length unchanged; false when it cannot, and the caller writes zeroes.
     /// </summary>
-    public static unsafe bool TryWriteDsync(SafeFileHandle handle, ReadOnlySpan<byte> data, long offset)
+    public static bool TryPunchHole(SafeFileHandle control, long offset, long length)
     {
-        if (s_dsyncUnsupported) return false;
-        fixed (byte* p = data)
-        {
-            int done = 0;
-            while (done < data.Length)
-            {
-                var iov = new IoVec { Base = p + done, Length = (nuint)(data.Length - done) };
-                nint n;
-                try { n = PWriteV2(handle, &iov, 1, offset + done, RwfDsync); }
-                catch (EntryPointNotFoundException) { s_dsyncUnsupported = true; return false; }
-                catch (DllNotFoundException) { s_dsyncUnsupported = true; return false; }
-                if (n < 0)
-                {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (done == 0 && errno is EOPNOTSUPP or ENOSYS or EINVAL) { s_dsyncUnsupported = true; return false; }
-                    throw new IOException($"pwritev2 (RWF_DSYNC) failed at offset {offset + done}: {Marshal.GetPInvokeErrorMessage(errno)}");
-                }
-                done += (int)n;
-            }
-            return true;
-        }
-    }
-
-    private const int EINVAL = 22;
-
-    private unsafe struct IoVec
-    {
-        public byte* Base;
-        public nuint Length;
-    }
-
-    private const int RwfNoWait = 0x08;
-    private const int EAGAIN = 11;
-
-    private static readonly bool IsLinux = OperatingSystem.IsLinux();
-    private static volatile bool s_noWaitUnsupported = !OperatingSystem.IsLinux();
-
-    /// <summary>
-    /// Reads what the page cache already holds without blocking (preadv2 with RWF_NOWAIT): the bytes read, 0 at end
-    /// of file, or -1 when the data is not cached or the platform or filesystem cannot say (then read normally).
-    /// A cached read done here costs a copy; handing it to the thread pool costs two thread wake-ups, which on a small
-    /// machine are most of a 4 KiB read's time.
-    /// </summary>
-    public static unsafe int TryReadCached(SafeFileHandle handle, Span<byte> buffer, long offset)
-    {
-        if (s_noWaitUnsupported) return -1;
-        fixed (byte* p = buffer)
-        {
-            var iov = new IoVec { Base = p, Length = (nuint)buffer.Length };
-            nint n;
-            try { n = PReadV2(handle, &iov, 1, offset, RwfNoWait); }
-            catch (EntryPointNotFoundException) { s_noWaitUnsupported = true; return -1; }
-            catch (DllNotFoundException) { s_noWaitUnsupported = true; return -1; }
-            if (n >= 0) return (int)n;
-            // EAGAIN: not cached. Anything else (EOPNOTSUPP, EINVAL, ENOSYS on old kernels or other filesystems):
-            // stop trying; a real I/O error is reported by the normal read that follows.
-            if (Marshal.GetLastPInvokeError() != EAGAIN) s_noWaitUnsupported = true;
-            return -1;
-        }
-    }
-
-    /// <summary>Punches a hole; false when the platform or filesystem cannot, so the caller writes zeroes instead.</summary>
-    public static bool TryPunchHole(SafeFileHandle handle, long offset, long length)
-    {
-        if (!IsLinux) return false;
-        try { return FAllocate(handle, FallocPunchHole | FallocKeepSize, offset, length) == 0; }
-        catch (EntryPointNotFoundException) { return false; }
-        catch (DllNotFoundException) { return false; }
-    }
-
-    private static volatile bool s_allocateUnsupported = !OperatingSystem.IsLinux();
-
-    /// <summary>
-    /// Reserves [offset, offset+length) (fallocate, mode 0: the file grows if the range ends past it); false when the
-    /// platform or filesystem cannot (then the caller sets the length instead), remembered so the call is not retried.
-    /// </summary>
-    public static bool TryAllocate(SafeFileHandle handle, long offset, long length)
-    {
-        if (s_allocateUnsupported) return false;
-        try
-        {
-            if (FAllocate(handle, 0, offset, length) == 0) return true;
-            // Out of space (or another passing failure): the plain length change still works, and the writes that
-            // follow report the shortage. Only a filesystem that cannot fallocate at all stops the attempts.
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is not (EOPNOTSUPP or ENOSYS)) return false;
-        }
-        catch (EntryPointNotFoundException) { }
-        catch (DllNotFoundException) { }
-        s_allocateUnsupported = true;
+        if (HostIO.Linux) return LinuxFile.TryPunchHole(control, offset, length);
+        if (HostIO.MacOS) return MacFile.TryPunchHole(control, offset, length);
+        if (HostIO.Windows) return WindowsFile.TryZeroData(control, offset, length);
         return false;
     }
 
-    /// <summary>fdatasync where available (it skips the inode timestamps that fsync also writes), else a full flush.</summary>
-    public static void DataSync(SafeFileHandle handle)
+    /// <summary>Reserves the range, growing the file (Linux fallocate); false elsewhere: the caller sets the length.</summary>
+    public static bool TryAllocate(SafeFileHandle handle, long offset, long length) =>
+        HostIO.Linux && LinuxFile.TryAllocate(handle, offset, length);
+
+    /// <summary>
+    /// Makes every completed write durable on the medium: fdatasync on Linux, F_FULLFSYNC on macOS (fsync there stops
+    /// at the drive's cache), FlushFileBuffers on Windows, fsync under QED_PORTABLE_IO (RandomAccess.FlushToDisk).
+    /// </summary>
+    public static void Sync(SafeFileHandle handle)
     {
-        if (IsLinux)
+        if (HostIO.Linux && LinuxFile.TryDataSync(handle)) return;
+        if (HostIO.MacOS)
         {
-            try
-            {
-                if (FDataSync(handle) == 0) return;
-                throw new IOException($"fdatasync failed: {Marshal.GetLastPInvokeErrorMessage()}");
-            }
-            catch (EntryPointNotFoundException) { }
-            catch (DllNotFoundException) { }
+            MacFile.FullSync(handle);
+            return;
         }
         RandomAccess.FlushToDisk(handle);
     }
 
     /// <summary>
-    /// Finds whether <paramref name="offset"/> is in data or a hole and where that run ends (capped at
-    /// <paramref name="end"/>). Returns null when the platform cannot tell.
+    /// Whether <paramref name="offset"/> is in data or a hole and where that run ends (capped at <paramref name="end"/>);
+    /// null where the host cannot tell (then everything counts as data).
     /// </summary>
-    public static (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end)
+    public static (bool IsData, long RunEnd)? FindRun(SafeFileHandle control, long offset, long end)
     {
-        if (!IsLinux) return null;
-        try
-        {
-            long data = LSeek(handle, offset, SeekData);
-            if (data < 0)
-                return Marshal.GetLastPInvokeError() == ENXIO ? (false, end) : null; // ENXIO: only a hole follows
-            if (data > offset) return (false, Math.Min(data, end));
-            long hole = LSeek(handle, offset, SeekHole);
-            if (hole < 0) return null;
-            return (true, Math.Min(hole, end));
-        }
-        catch (EntryPointNotFoundException) { return null; }
-        catch (DllNotFoundException) { return null; }
+        if (HostIO.Linux) return LinuxFile.FindRun(control, offset, end);
+        if (HostIO.MacOS) return MacFile.FindRun(control, offset, end);
+        if (HostIO.Windows) return WindowsFile.FindRun(control, offset, end);
+        return null;
     }
 }

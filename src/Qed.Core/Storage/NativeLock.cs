@@ -4,9 +4,10 @@ using Microsoft.Win32.SafeHandles;
 namespace Qed.Storage;
 
 /// <summary>
-/// Open-file-description byte-range locks (fcntl F_OFD_SETLK / F_OFD_GETLK) and file identity (statx), the Linux
-/// calls image locking needs. OFD locks belong to the open file, not the process, so two opens in one process
-/// exclude each other as two processes do; they are dropped when the file is closed.
+/// Open-file-description byte-range locks (fcntl F_OFD_SETLK / F_OFD_GETLK), the Linux locks QEMU takes, and file
+/// type and identity (statx on Linux, stat on macOS). OFD locks belong to the open file, not the process, so two
+/// opens in one process exclude each other as two processes do; they are dropped when the file is closed. Where they
+/// are not used (<see cref="HostIO.Linux"/> false) <see cref="ImageLock"/> takes POSIX or Windows locks instead.
 /// </summary>
 internal static partial class NativeLock
 {
@@ -33,7 +34,7 @@ internal static partial class NativeLock
         public int Pid;
     }
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "fcntl", SetLastError = true)]
+    [LibraryImport(LinuxFile.Libc, EntryPoint = "fcntl", SetLastError = true)]
     private static unsafe partial int Fcntl(SafeFileHandle fd, int cmd, Flock* flock);
 
     /// <summary>What a lock call found.</summary>
@@ -47,7 +48,9 @@ internal static partial class NativeLock
         Unsupported,
     }
 
-    private static readonly bool IsSupportedPlatform = OperatingSystem.IsLinux() && Environment.Is64BitProcess;
+    // OFD locks are a Linux-only call (off under QED_PORTABLE_IO); statx is Linux's file identity call and stays on.
+    private static readonly bool IsSupportedPlatform = HostIO.Linux;
+    private static readonly bool HasStatx = OperatingSystem.IsLinux() && Environment.Is64BitProcess;
 
     /// <summary>Takes (or, with <paramref name="unlock"/>, drops) a shared lock on one byte.</summary>
     public static Result SetShared(SafeFileHandle handle, string name, long offset, bool unlock = false) =>
@@ -56,7 +59,7 @@ internal static partial class NativeLock
     /// <summary>Whether another open file holds any lock on the byte (tests as for an exclusive lock).</summary>
     public static Result TestOthers(SafeFileHandle handle, string name, long offset) => Call(handle, name, FOfdGetLk, FWrLck, offset, 1);
 
-    /// <summary>Whether the file can take OFD locks at all (a test over the whole file, as an opener's first step).</summary>
+    /// <summary>Whether the file can take OFD locks at all (a test over the whole file, as an opener's first step); false off Linux.</summary>
     public static bool IsSupported(SafeFileHandle handle, string name) => Call(handle, name, FOfdGetLk, FWrLck, 0, 0) != Result.Unsupported;
 
     private static unsafe Result Call(SafeFileHandle handle, string name, int cmd, short type, long offset, long length)
@@ -87,10 +90,10 @@ internal static partial class NativeLock
     private const int ModeOffset = 28, InoOffset = 32, DevMajorOffset = 136, DevMinorOffset = 140;
     private const int ENOENT = 2, ENOTDIR = 20;
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(LinuxFile.Libc, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int StatxPath(int dirfd, string path, int flags, uint mask, byte* buffer);
 
-    [LibraryImport(NativeFile.Libc, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(LinuxFile.Libc, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int StatxHandle(SafeFileHandle fd, string path, int flags, uint mask, byte* buffer);
 
     /// <summary>A file's type and identity: st_mode's type bits, and (device, inode).</summary>
@@ -106,7 +109,8 @@ internal static partial class NativeLock
     /// </summary>
     public static unsafe FileId? Stat(string path, bool noFollow = false)
     {
-        if (!IsSupportedPlatform) return null;
+        if (HostIO.MacOS) return MacFile.Stat(path, noFollow);
+        if (!HasStatx) return null;
         byte* buffer = stackalloc byte[StatxSize];
         int rc;
         try { rc = StatxPath(AtFdCwd, path, noFollow ? AtSymlinkNoFollow : 0, StatxType | StatxIno, buffer); }
@@ -124,7 +128,8 @@ internal static partial class NativeLock
     /// <summary>The type and identity of an open file (fstat); null where the platform cannot tell.</summary>
     public static unsafe FileId? Stat(SafeFileHandle handle)
     {
-        if (!IsSupportedPlatform) return null;
+        if (HostIO.MacOS) return MacFile.Stat(handle);
+        if (!HasStatx) return null;
         byte* buffer = stackalloc byte[StatxSize];
         try
         {
