@@ -124,10 +124,11 @@ public abstract class DiskImage : IAsyncDisposable, IDisposable
     /// </summary>
     /// <param name="storage">Writable storage for the image.</param>
     /// <param name="format">The format to create.</param>
-    /// <param name="options">As for the path overload; <see cref="ImageCreateOptions.Size"/> is required, and a
-    /// <see cref="ImageCreateOptions.BackingFile"/> is refused (storage has no folder to resolve it in).</param>
+    /// <param name="options">As for the path overload; the storage's <see cref="Storage.IBlockStorage.Name"/> stands for
+    /// the path, so a relative <see cref="ImageCreateOptions.BackingFile"/> resolves from the folder it names.</param>
     /// <param name="cancellationToken">Cancels the creation.</param>
     /// <exception cref="ArgumentException">An option is invalid, belongs to another format, or the storage is read-only.</exception>
+    /// <exception cref="NotSupportedException">qemu-img makes such an image but this library could not open it (qcow2 extended L2, zstd).</exception>
     public static Task<DiskImage> CreateAsync(Storage.IBlockStorage storage, ImageFormat format, ImageCreateOptions options,
         CancellationToken cancellationToken = default) =>
         ImageCreation.CreateAsync(storage, format, options, cancellationToken);

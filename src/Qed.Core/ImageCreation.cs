@@ -32,10 +32,7 @@ internal static class ImageCreation
         ArgumentException.ThrowIfNullOrEmpty(path);
         var typed = ForFormat(format, options);
         var write = await PlanAsync(path, format, typed, ct).ConfigureAwait(false);
-        // Unchecked, the backing file may not be there: the image is opened without its chain, and read-only, as
-        // writes without the backing data would hide it in the clusters they touch.
-        bool unchecked_ = typed.BackingFile != null && typed.BackingCheck == BackingFileCheck.None;
-        var open = new ImageOpenOptions { Format = format, ReadOnly = unchecked_, NoBacking = unchecked_ };
+        var open = OpenOptions(format, typed);
         string host = ImageName.HostPathOf(path); // file:NAME creates NAME
         var file = FileStorage.Create(host);
         try
@@ -59,13 +56,21 @@ internal static class ImageCreation
     {
         ArgumentNullException.ThrowIfNull(storage);
         var typed = ForFormat(format, options);
-        if (typed.BackingFile != null)
-            throw new ArgumentException($"An image created on an IBlockStorage ('{storage.Name}') has no folder to resolve a backing file in; " +
-                "create it on a path to give it BackingFile", nameof(options));
         if (!storage.CanWrite) throw new ArgumentException($"The storage '{storage.Name}' is read-only: no image can be created on it", nameof(storage));
-        var write = Plan(format, typed, RequireSize(typed));
+        // The storage's name stands for the image's path: a relative backing file resolves from its folder.
+        var write = await PlanAsync(storage.Name, format, typed, ct).ConfigureAwait(false);
         await write(storage, ct).ConfigureAwait(false);
-        return await ImageOpener.OpenCreatedAsync(storage, storage.Name, new ImageOpenOptions { Format = format }, ct).ConfigureAwait(false);
+        return await ImageOpener.OpenCreatedAsync(storage, storage.Name, OpenOptions(format, typed), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// How a created image is opened: read-write over its chain; but with an unchecked backing file, which may not be
+    /// there, without its chain and read-only, as writes without the backing data would hide it where they land.
+    /// </summary>
+    private static ImageOpenOptions OpenOptions(ImageFormat format, ImageCreateOptions typed)
+    {
+        bool unchecked_ = typed.BackingFile != null && typed.BackingCheck == BackingFileCheck.None;
+        return new ImageOpenOptions { Format = format, ReadOnly = unchecked_, NoBacking = unchecked_ };
     }
 
     /// <summary>
@@ -105,16 +110,8 @@ internal static class ImageCreation
     {
         QedCreateOptions qed => await QedImageCreator.PlanAsync(path, qed, ct).ConfigureAwait(false),
         Qcow2CreateOptions qcow2 => await Qcow2Layout.PlanAsync(path, qcow2, ct).ConfigureAwait(false),
-        _ => Plan(format, typed, RequireSize(typed)),
-    };
-
-    /// <summary>Validates the options for a guest of <paramref name="size"/> bytes (no backing file is opened).</summary>
-    private static Writer Plan(ImageFormat format, ImageCreateOptions typed, long size) => typed switch
-    {
-        QedCreateOptions qed => QedImageCreator.Plan(qed, size),
-        Qcow2CreateOptions qcow2 => Qcow2Layout.Plan(qcow2, size).Writer,
-        _ when format == ImageFormat.Raw => RawImage.PlanCreate(size),
-        _ => throw new ArgumentException($"No plan for ImageFormat.{format} from {typed.GetType().Name}", nameof(typed)),
+        _ when format == ImageFormat.Raw => RawImage.PlanCreate(RequireSize(typed)),
+        _ => throw new ArgumentException($"ImageFormat.{format} is not created from {typed.GetType().Name}", nameof(typed)),
     };
 
     /// <summary>The size the options give; an error if none is.</summary>

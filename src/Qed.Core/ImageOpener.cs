@@ -124,7 +124,7 @@ internal static class ImageOpener
         switch (format)
         {
             case ImageFormat.Qed:
-                return await QedImage.OpenAsync(file, options,
+                return await QedImage.OpenCoreAsync(file, options,
                     (name, backingFormat, token) => OpenBackingLayerAsync(QedImage.ResolveBackingPath(path, name), backingFormat, path, chain, token, options),
                     Formats.Qed.QedTuning.Default, ct).ConfigureAwait(false);
             case ImageFormat.Raw:

@@ -151,13 +151,18 @@ public sealed partial class QedImage : DiskImage
     /// <exception cref="ImageFormatException">The header or L1 table is malformed.</exception>
     public static Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
         Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default) =>
-        OpenAsync(file, options, ImageOpener.ByName(openBacking), QedTuning.Default, cancellationToken);
+        OpenCoreAsync(file, options, ImageOpener.ByName(openBacking), QedTuning.Default, cancellationToken);
+
+    /// <summary>Opens as the public overload does, with test tuning (<see cref="QedTuning"/>).</summary>
+    internal static Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options,
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking, QedTuning tuning, CancellationToken cancellationToken = default) =>
+        OpenCoreAsync(file, options, ImageOpener.ByName(openBacking), tuning, cancellationToken);
 
     /// <summary>
-    /// Opens as the public overload does, with test tuning (<see cref="QedTuning"/>); <paramref name="openBacking"/>
-    /// gets the backing format by qemu-img's name.
+    /// Opens as the public overload does, with <paramref name="tuning"/>; <paramref name="openBacking"/> gets the
+    /// backing format by qemu-img's name.
     /// </summary>
-    internal static async Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options,
+    internal static async Task<QedImage> OpenCoreAsync(IBlockStorage file, ImageOpenOptions? options,
         Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking, QedTuning tuning, CancellationToken cancellationToken = default)
     {
         options ??= new ImageOpenOptions();
