@@ -21,13 +21,10 @@ public class ImageBenchmarks
     [GlobalSetup]
     public async Task Setup()
     {
-        var storage = new MemoryStorage();
-        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = Size });
-        _memory = await QedImage.OpenAsync(storage);
+        _memory = (QedImage)await DiskImage.CreateAsync(new MemoryStorage(), ImageFormat.Qed, new QedCreateOptions { Size = Size });
         _dir = Directory.CreateTempSubdirectory("qed-bench").FullName;
         string path = Path.Combine(_dir, "b.qed");
-        await QedImage.CreateAsync(path, new QedCreateOptions { Size = Size });
-        _file = (QedImage)await DiskImage.OpenAsync(path);
+        _file = (QedImage)await DiskImage.CreateAsync(path, ImageFormat.Qed, new QedCreateOptions { Size = Size });
         var chunk = new byte[1 << 20];
         for (long at = 0; at < Size; at += chunk.Length)
         {

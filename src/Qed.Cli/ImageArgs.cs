@@ -18,7 +18,7 @@ internal static class ImageArgs
         {
             return await DiskImage.OpenAsync(path, new ImageOpenOptions
             {
-                Format = format, ReadOnly = readOnly, NoBacking = noBacking, Cache = cache, ForceShare = forceShare,
+                Format = ImageFormatNames.FromName(format), ReadOnly = readOnly, NoBacking = noBacking, Cache = cache, ForceShare = forceShare,
             }, ct);
         }
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException or InvalidDataException)

@@ -1,3 +1,4 @@
+using Qed.Formats.Qcow2;
 using Qed.Formats.Qed;
 
 namespace Qed.Cli;
@@ -10,7 +11,7 @@ namespace Qed.Cli;
 internal static class ImageCreator
 {
     /// <summary>
-    /// Creates the image. Once every option is taken and known, and before any format-specific check of their values,
+    /// Creates the image (closed: the file is what qemu-img writes). Once every option is taken and known, and before any format-specific check of their values,
     /// <paramref name="announce"/> (if given) gets qemu-img create's <c>Formatting 'FILE', fmt=...</c> line: the
     /// options as qemu-img 7.2 lists them for the format, set ones and those with a default, in its order.
     /// </summary>
@@ -33,12 +34,13 @@ internal static class ImageCreator
                 {
                     Size = size,
                     BackingFile = backing,
-                    BackingFormat = backingFormat,
-                    Unsafe = unsafeBacking,
-                    ClusterSize = (uint)(clusterSize ?? 65536),
-                    TableSize = (uint)(tableSize ?? 4),
+                    BackingFormat = ParseBackingFormat(backingFormat),
+                    BackingCheck = unsafeBacking ? BackingFileCheck.None : BackingFileCheck.Open,
+                    // Beyond int is refused by the layout with qemu-img's words, as any other invalid value.
+                    ClusterSize = clusterSize is not { } c ? null : Int(c),
+                    TableSize = tableSize is not { } n ? 4 : Int(n),
                 };
-                await QedImage.CreateAsync(path, qed, ct);
+                await ImageCreation.CreateFileAsync(path, ImageFormat.Qed, qed, ct);
                 break;
             case "qcow2":
                 await CreateQcow2Async(path, size, opts, backing, backingFormat, unsafeBacking, head, backingPart, announce, ct);
@@ -50,7 +52,7 @@ internal static class ImageCreator
                 if (backing != null) throw new CommandException("Backing file not supported for file format 'raw'");
                 announce?.Invoke($"{head}{SizePart(size)}" + (rawPrealloc != null ? $" preallocation={rawPrealloc}" : ""));
                 if (rawPrealloc is not (null or "off")) throw new CommandException($"Unsupported preallocation mode '{rawPrealloc}' (only off)");
-                await Formats.Raw.RawImage.CreateAsync(path, size.Value, ct);
+                await ImageCreation.CreateFileAsync(path, ImageFormat.Raw, new ImageCreateOptions { Size = size }, ct);
                 break;
             default:
                 throw new CommandException($"Unknown file format '{format}'");
@@ -59,11 +61,19 @@ internal static class ImageCreator
 
     private static string SizePart(long? size) => size is { } n ? $" size={n}" : "";
 
+    /// <summary>A size option as int; beyond int is -1, which every range check refuses with qemu-img's words.</summary>
+    private static int Int(long value) => value is >= 0 and <= int.MaxValue ? (int)value : -1;
+
+    /// <summary>The backing format by qemu-img's name; another name is refused with its words (after the Formatting line, as it does).</summary>
+    private static ImageFormat? ParseBackingFormat(string? name) =>
+        name is null ? null : ImageFormatNames.TryParse(name, out var format) ? format
+            : throw new CreateRefusedException($"Parameter 'backing-fmt' does not accept value '{name}'");
+
     /// <summary>
     /// qcow2 as qemu-img 7.2 creates it. Three stages, each as qemu-img orders them: every option's type is checked as
     /// the list reads, in the order given (an unknown key, a size, number or on/off that does not parse), before the
     /// Formatting line; then the enumerated values (compat, preallocation, compression_type); then the combinations,
-    /// which <see cref="Formats.Qcow2.Qcow2Image.CreateAsync(string, Formats.Qcow2.Qcow2CreateOptions, CancellationToken)"/>
+    /// which <see cref="DiskImage.CreateAsync(string, ImageFormat, ImageCreateOptions, CancellationToken)"/>
     /// checks in qemu-img's order, refusing last what qemu-img accepts but qed cannot open (extended_l2, zstd).
     /// </summary>
     private static async Task CreateQcow2Async(string path, long? size, OptionList opts, string? backing, string? backingFormat,
@@ -109,14 +119,15 @@ internal static class ImageCreator
             + (prealloc != null ? $" preallocation={prealloc}" : "") + $" compression_type={compression ?? "zlib"}"
             + SizePart(size) + (compat != null ? $" compat={compat}" : "") + backingPart
             + $" lazy_refcounts={lazy ?? "off"} refcount_bits={refBits ?? 16}");
-        // QAPI's enumerations, in the order of its qcow2 creation options: version, preallocation, compression type (an
-        // unknown backing format, which qemu-img names between the first two, is the layout's first check).
+        // QAPI's enumerations, in the order of its qcow2 creation options: version, backing format, preallocation,
+        // compression type.
         int version = compat switch
         {
             null or "1.1" or "v3" => 3,
             "0.10" or "v2" => 2,
             var other => throw new CreateRefusedException($"Parameter 'version' does not accept value '{other}'"),
         };
+        var parsedBackingFormat = ParseBackingFormat(backingFormat);
         var preallocation = prealloc switch
         {
             null or "off" => Formats.Qcow2.Qcow2Preallocation.Off,
@@ -131,14 +142,14 @@ internal static class ImageCreator
             "zstd" => Formats.Qcow2.Qcow2CompressionType.Zstd,
             var other => throw new CreateRefusedException($"Parameter 'compression-type' does not accept value '{other}'"),
         };
-        var options = new Formats.Qcow2.Qcow2CreateOptions
+        var options = new Qcow2CreateOptions
         {
             Size = size,
             BackingFile = backing,
-            BackingFormat = backingFormat,
-            Unsafe = unsafeBacking,
+            BackingFormat = parsedBackingFormat,
+            BackingCheck = unsafeBacking ? BackingFileCheck.None : BackingFileCheck.Open,
             // A cluster size beyond int is refused by the layout with qemu-img's words, as any other invalid one.
-            ClusterSize = clusterSize is not { } c ? 65536 : c <= int.MaxValue ? (int)c : -1,
+            ClusterSize = clusterSize is not { } c ? null : Int(c),
             Version = version,
             // Beyond int (a negative number wraps to a huge one, as qemu-img reads it) is no power of two up to 64.
             RefcountBits = refBits is not { } r ? 16 : r is >= 0 and <= 64 ? (int)r : -1,
@@ -149,7 +160,7 @@ internal static class ImageCreator
         };
         try
         {
-            await Formats.Qcow2.Qcow2Image.CreateAsync(path, options, ct);
+            await ImageCreation.CreateFileAsync(path, ImageFormat.Qcow2, options, ct);
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException && e is not CreateRefusedException)
         {

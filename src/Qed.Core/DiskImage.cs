@@ -9,8 +9,8 @@ public abstract class DiskImage : IAsyncDisposable, IDisposable
 {
     private int _disposed;
 
-    /// <summary>The format name as qemu-img prints it: <c>qed</c>, <c>raw</c>, <c>qcow2</c>.</summary>
-    public abstract string Format { get; }
+    /// <summary>The image's format.</summary>
+    public abstract ImageFormat Format { get; }
 
     /// <summary>The path or name the image was opened by.</summary>
     public abstract string Name { get; }
@@ -89,7 +89,60 @@ public abstract class DiskImage : IAsyncDisposable, IDisposable
     public static Task<DiskImage> OpenAsync(string path, ImageOpenOptions? options = null, CancellationToken cancellationToken = default) =>
         ImageOpener.OpenAsync(path, options ?? new ImageOpenOptions(), cancellationToken);
 
-    /// <summary>Guesses a file's format from its first bytes as QEMU does: <c>qed</c> or <c>qcow2</c> by magic, else <c>raw</c>.</summary>
-    public static Task<string> ProbeFormatAsync(Storage.IBlockStorage file, CancellationToken cancellationToken = default) =>
-        ImageOpener.ProbeAsync(file, cancellationToken);
+    /// <summary>
+    /// Creates an image file of <paramref name="format"/>, replacing any regular file of that name, and returns it open
+    /// read-write, holding the file's locks as <see cref="OpenAsync(string, ImageOpenOptions?, CancellationToken)"/>
+    /// does (from the creation on: no other opener comes between). Dispose it to close it.
+    /// </summary>
+    /// <param name="path">The file to create; a relative <see cref="ImageCreateOptions.BackingFile"/> is resolved from its folder.</param>
+    /// <param name="format">The format to create.</param>
+    /// <param name="options">
+    /// <see cref="ImageCreateOptions"/> for the format's defaults, or the format's own options:
+    /// <see cref="Formats.Qed.QedCreateOptions"/> for <see cref="ImageFormat.Qed"/>, <see cref="Formats.Qcow2.Qcow2CreateOptions"/>
+    /// for <see cref="ImageFormat.Qcow2"/>. With <see cref="BackingFileCheck.None"/> and a backing file, the image is
+    /// returned read-only without its backing chain (see <see cref="BackingFileCheck.None"/>).
+    /// </param>
+    /// <param name="cancellationToken">Cancels the creation; the file is then removed as on failure.</param>
+    /// <remarks>
+    /// Every option is validated, and the backing file opened (for its size, unless <see cref="BackingFileCheck.None"/>),
+    /// before the file is touched. A file in use (locked by QEMU or another opener) or a name that is not a regular file
+    /// is refused untouched. If anything fails after that, the file is removed only if this call created it: a name that
+    /// existed before is never unlinked (it is then left holding a partial image).
+    /// </remarks>
+    /// <exception cref="ArgumentException">An option is invalid (the message names it); the options belong to another
+    /// format (the message names both); or a raw image is given a backing file or cluster size.</exception>
+    /// <exception cref="NotSupportedException">qemu-img makes such an image but this library could not open it (qcow2 extended L2, zstd).</exception>
+    /// <exception cref="ImageLockedException">Another opener uses the file.</exception>
+    /// <exception cref="FileNotFoundException">The backing file does not exist.</exception>
+    public static Task<DiskImage> CreateAsync(string path, ImageFormat format, ImageCreateOptions options, CancellationToken cancellationToken = default) =>
+        ImageCreation.CreateAsync(path, format, options, cancellationToken);
+
+    /// <summary>
+    /// Writes a new, empty image of <paramref name="format"/> onto <paramref name="storage"/> (such as a
+    /// <see cref="Storage.MemoryStorage"/>; its old content is discarded) and returns it open read-write. The image owns
+    /// the storage from then on, and disposes it; if this throws, the storage stays the caller's.
+    /// </summary>
+    /// <param name="storage">Writable storage for the image.</param>
+    /// <param name="format">The format to create.</param>
+    /// <param name="options">As for the path overload; the storage's <see cref="Storage.IBlockStorage.Name"/> stands for
+    /// the path, so a relative <see cref="ImageCreateOptions.BackingFile"/> resolves from the folder it names.</param>
+    /// <param name="cancellationToken">Cancels the creation.</param>
+    /// <exception cref="ArgumentException">An option is invalid, belongs to another format, or the storage is read-only.</exception>
+    /// <exception cref="NotSupportedException">qemu-img makes such an image but this library could not open it (qcow2 extended L2, zstd).</exception>
+    public static Task<DiskImage> CreateAsync(Storage.IBlockStorage storage, ImageFormat format, ImageCreateOptions options,
+        CancellationToken cancellationToken = default) =>
+        ImageCreation.CreateAsync(storage, format, options, cancellationToken);
+
+    /// <summary>
+    /// Guesses a file's format from its first bytes as QEMU does: <see cref="ImageFormat.Qed"/> or
+    /// <see cref="ImageFormat.Qcow2"/> by magic, anything else <see cref="ImageFormat.Raw"/>. The file is read, not
+    /// locked; a probed raw image may hold anything.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static Task<ImageFormat> ProbeFormatAsync(string path, CancellationToken cancellationToken = default) =>
+        ImageOpener.ProbeAsync(path, cancellationToken);
+
+    /// <summary>Guesses the format of the image on <paramref name="storage"/> as <see cref="ProbeFormatAsync(string, CancellationToken)"/> does.</summary>
+    public static Task<ImageFormat> ProbeFormatAsync(Storage.IBlockStorage storage, CancellationToken cancellationToken = default) =>
+        ImageOpener.ProbeAsync(storage, cancellationToken);
 }

@@ -25,4 +25,12 @@ internal static class ImageFormatNames
             default: format = default; return false;
         }
     }
+
+    /// <summary>
+    /// The format a qemu-img name stands for, or null for null (probe); a name that is none is refused as an open
+    /// refuses it. For internal callers that still carry names.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The name is not qed, qcow2 or raw.</exception>
+    public static ImageFormat? FromName(string? name) =>
+        name is null ? null : TryParse(name, out var format) ? format : throw new NotSupportedException($"Unknown image format '{name}' (known: qed, raw, qcow2)");
 }

@@ -76,7 +76,7 @@ internal static class ImageNameOpener
                 }
             default:
                 // A format inside a format: its guest contents hold the outer image. Its own backing chain is followed.
-                var image = await ImageOpener.OpenAsync(node.ToJsonName(), options with { Format = node.Driver }, ct).ConfigureAwait(false);
+                var image = await ImageOpener.OpenAsync(node.ToJsonName(), options with { Format = ImageFormatNames.FromName(node.Driver) }, ct).ConfigureAwait(false);
                 return new DiskImageStorage(image);
         }
     }

@@ -5,8 +5,11 @@ namespace Qed;
 /// <summary>How to open an image.</summary>
 public sealed record ImageOpenOptions
 {
-    /// <summary>The format (<c>qed</c>, <c>raw</c>, <c>qcow2</c>), or null to probe the file.</summary>
-    public string? Format { get; init; }
+    /// <summary>
+    /// The format, or null to probe the file (as QEMU does: by magic, else raw; a probed raw image refuses writes that
+    /// would make it look like another format, see <see cref="Formats.Raw.RawImage.IsProbed"/>).
+    /// </summary>
+    public ImageFormat? Format { get; init; }
 
     /// <summary>Open read-only. Backing files are always read-only.</summary>
     public bool ReadOnly { get; init; }

@@ -32,7 +32,7 @@ public sealed class CorruptImageTests : IDisposable
     public async Task ReadsAndLaterWritesFailWithEio()
     {
         string qed = await MakeCorruptQedAsync();
-        await using var server = await TestServer.StartAsync(qed, format: "qed");
+        await using var server = await TestServer.StartAsync(qed, format: ImageFormat.Qed);
         // One qemu-io, one connection: the read finds the corrupt entry, after which the image refuses writes.
         var r = await Tool.RunAsync("qemu-io", ["-f", "raw", "-c", "read 0 64k", "-c", "write -P 0x33 8M 4k", "-c", "read -P 0x22 1M 64k", server.Uri()]);
         string output = r.Stdout + r.Stderr;
@@ -64,7 +64,7 @@ public sealed class CorruptImageTests : IDisposable
     public async Task Qcow2ReadsAndWritesOfACorruptEntryFailWithEio()
     {
         string qcow2 = await MakeCorruptQcow2Async();
-        await using var server = await TestServer.StartAsync(qcow2, format: "qcow2");
+        await using var server = await TestServer.StartAsync(qcow2, format: ImageFormat.Qcow2);
         var r = await Tool.RunAsync("qemu-io", ["-f", "raw", "-c", "read 0 64k", "-c", "write -P 0x33 0 4k", "-c", "read -P 0x22 1M 64k", server.Uri()]);
         string output = r.Stdout + r.Stderr;
         Assert.Contains("read failed: Input/output error", output);

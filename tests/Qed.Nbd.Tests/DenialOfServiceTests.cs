@@ -41,7 +41,7 @@ public sealed class DenialOfServiceTests : IAsyncLifetime
         o => o with { HandshakeLimit = TimeSpan.FromSeconds(handshake), ReplyStallLimit = TimeSpan.FromSeconds(stall) };
 
     private Task<TestServer> StartAsync(Func<NbdServerOptions, NbdServerOptions>? configure = null, EndPoint? endPoint = null) =>
-        TestServer.StartAsync(_disk, format: "raw", configure: configure ?? Limits(), endPoint: endPoint);
+        TestServer.StartAsync(_disk, format: ImageFormat.Raw, configure: configure ?? Limits(), endPoint: endPoint);
 
     private static Func<Task<RawNbdClient>> Tcp(TestServer server)
     {

@@ -23,8 +23,8 @@ public sealed class MalformedInputTests : IAsyncLifetime
         new Random(5).NextBytes(data);
         await File.WriteAllBytesAsync(_dir["disk.raw"], data);
         await File.WriteAllBytesAsync(_dir["ro.raw"], data);
-        _server = await TestServer.StartAsync(_dir["disk.raw"], format: "raw");
-        _readOnly = await TestServer.StartAsync(_dir["ro.raw"], readOnly: true, format: "raw");
+        _server = await TestServer.StartAsync(_dir["disk.raw"], format: ImageFormat.Raw);
+        _readOnly = await TestServer.StartAsync(_dir["ro.raw"], readOnly: true, format: ImageFormat.Raw);
     }
 
     public async Task DisposeAsync()
@@ -283,7 +283,7 @@ public sealed class MalformedInputTests : IAsyncLifetime
     {
         string path = _dir[$"big{size}.raw"];
         await using (var f = File.Create(path)) f.SetLength(size);
-        return await TestServer.StartAsync(path, format: "raw");
+        return await TestServer.StartAsync(path, format: ImageFormat.Raw);
     }
 
     [Fact]

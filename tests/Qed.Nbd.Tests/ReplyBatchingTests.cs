@@ -33,7 +33,7 @@ public sealed class ReplyBatchingTests : IAsyncLifetime
     [InlineData(200 * 1024, 32L << 20)]      // too big to gather, and 300 of them need more than the budget
     public async Task APipelinedBurstIsAnsweredInFull(int readSize, long budget)
     {
-        await using var server = await TestServer.StartAsync(_dir["disk.raw"], format: "raw",
+        await using var server = await TestServer.StartAsync(_dir["disk.raw"], format: ImageFormat.Raw,
             configure: o => o with { MaxBufferedBytes = budget });
         await using var c = await RawNbdClient.ConnectAsync(server.Port);
         await c.OpenAsync("disk", structured: true);

@@ -25,7 +25,7 @@ public sealed class SoakTests : IDisposable
         long ops = 0, verifiedBytes = 0;
         var deadline = DateTime.UtcNow.AddSeconds(seconds);
 
-        await using (var server = await TestServer.StartAsync(qed, format: "qed"))
+        await using (var server = await TestServer.StartAsync(qed, format: ImageFormat.Qed))
         {
             var clients = new List<PipelinedNbdClient>();
             for (int c = 0; c < Clients; c++) clients.Add(await PipelinedNbdClient.ConnectAsync(server.Port, "disk"));

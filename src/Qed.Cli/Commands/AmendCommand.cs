@@ -29,17 +29,17 @@ internal static class AmendCommand
             string? backingFormat = opts.Take("backing_fmt");
             await using (var image = await ImageArgs.OpenAsync(path, fmt, readOnly: true, noBacking: true, ct: ct))
             {
-                if (image.Format != "qed")
-                    throw new CommandException($"Amending {image.Format} images is not supported (only qed)");
+                if (image.Format != ImageFormat.Qed)
+                    throw new CommandException($"Amending {image.Format.Name()} images is not supported (only qed)");
                 opts.ThrowIfAnyLeft("qed (only backing_file and backing_fmt can change in place)");
                 var qed = (QedImage)image;
                 name ??= qed.BackingFilename;
                 if (name is null && backingFormat != null)
                     throw new CommandException($"Cannot set backing_fmt: '{path}' has no backing file (give backing_file too)");
                 bool formatNamed = backingFormat != null;
-                backingFormat ??= name == qed.BackingFilename ? qed.BackingFormat : null;
+                backingFormat ??= name == qed.BackingFilename ? qed.BackingFormat?.Name() : null;
                 // QED stores only "raw" (NO_PROBE) or "probe"; a named format is checked even where the header stays.
-                bool headerStays = name == qed.BackingFilename && (backingFormat == "raw") == (qed.BackingFormat == "raw");
+                bool headerStays = name == qed.BackingFilename && (backingFormat == "raw") == (qed.BackingFormat == ImageFormat.Raw);
                 if (!string.IsNullOrEmpty(name) && (!headerStays || formatNamed)) await CheckBackingFormatAsync(path, name, backingFormat, ct);
             }
             await RebaseOperation.RebaseAsync(path, "qed", name, backingFormat, safe: false, cancellationToken: ct);
@@ -60,7 +60,7 @@ internal static class AmendCommand
         try
         {
             await using var backing = await DiskImage.OpenAsync(resolved, new ImageOpenOptions { ReadOnly = true, NoBacking = true }, ct);
-            actual = backing.Format;
+            actual = backing.Format.Name();
         }
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException)
         {

@@ -51,7 +51,7 @@ internal static class BenchCommand
             ImageArgs.CheckForceShare(parse.GetValue(file)!, !options.Write, parse.GetValue(forceShare));
             await using var image = await DiskImage.OpenAsync(parse.GetValue(file)!, new ImageOpenOptions
             {
-                Format = parse.GetValue(format),
+                Format = ImageFormatNames.FromName(parse.GetValue(format)),
                 ReadOnly = !options.Write,
                 Cache = CacheModes.Parse(parse.GetValue(cache)!),
                 ForceShare = parse.GetValue(forceShare),

@@ -41,7 +41,7 @@ internal static class BitmapCommand
             string path = positional[0], bitmap = positional[1];
             await using var image = await ImageArgs.OpenAsync(path, parse.GetValue(format), readOnly: false, ct: ct);
             ProbeWarning.PrintIfProbedRaw(image, path);
-            if (image.Format == "qcow2") throw new CommandException($"'{path}': qcow2 persistent bitmaps are not supported by qed");
+            if (image.Format == ImageFormat.Qcow2) throw new CommandException($"'{path}': qcow2 persistent bitmaps are not supported by qed");
             string first = named[0];
             string reason = first == "add"
                 ? $"Can't store persistent bitmaps to {path}: Operation not supported"

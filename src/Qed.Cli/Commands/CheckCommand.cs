@@ -80,7 +80,7 @@ internal static class CheckCommand
         }
         await using (file)
         {
-            format ??= await DiskImage.ProbeFormatAsync(file, ct);
+            format ??= (await DiskImage.ProbeFormatAsync(file, ct)).Name();
             return format switch
             {
                 "qed" => await QedChecker.CheckAsync(file, CheckRepair.None, ct),

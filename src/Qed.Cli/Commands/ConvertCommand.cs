@@ -77,7 +77,7 @@ internal static class ConvertCommand
             await using var source = await ImageArgs.OpenAsync(srcPath, parse.GetValue(format), readOnly: true, ct: ct, forceShare: shared);
             // Observed on qemu-img 7.2, for QED and raw sources: neither has internal snapshots or persistent bitmaps.
             if (parse.GetValue(snapshot) != null)
-                throw new CommandException($"Failed to load snapshot: Block format '{source.Format}' used by device '' does not support temporarily loading internal snapshots");
+                throw new CommandException($"Failed to load snapshot: Block format '{source.Format.Name()}' used by device '' does not support temporarily loading internal snapshots");
             if (parse.GetValue(bitmaps)) throw new CommandException("Source lacks bitmap support");
             // Creating (truncating) or writing a file the source is read from would destroy the data being copied. By
             // any name (a hard link, a symlink): the same device and inode. Without -U this is the lock conflict

@@ -62,10 +62,13 @@ internal static class CreateCommand
     private static async Task<long?> BackingSizeAsync(string path, string backing, string? backingFormat, CancellationToken ct)
     {
         string resolved = QedImage.ResolveBackingPath(path, backing);
+        // qemu-img looks the driver up before it opens the file.
+        ImageFormat? format = backingFormat is null ? null : ImageFormatNames.TryParse(backingFormat, out var named) ? named
+            : throw new CommandException($"Unknown driver '{backingFormat}'\nCould not open backing image.");
         DiskImage image;
         try
         {
-            image = await DiskImage.OpenAsync(resolved, new ImageOpenOptions { Format = backingFormat, ReadOnly = true, ForceShare = true }, ct);
+            image = await DiskImage.OpenAsync(resolved, new ImageOpenOptions { Format = format, ReadOnly = true, ForceShare = true }, ct);
         }
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or UnauthorizedAccessException or InvalidDataException
             or ArgumentException)
@@ -76,7 +79,7 @@ internal static class CreateCommand
         await using (image)
         {
             if (backingFormat == null)
-                throw new CommandException($"Backing file specified without backing format\nDetected format of {image.Format}.") { EndsLine = false };
+                throw new CommandException($"Backing file specified without backing format\nDetected format of {image.Format.Name()}.") { EndsLine = false };
             return image.Size;
         }
     }

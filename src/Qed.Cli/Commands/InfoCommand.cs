@@ -74,11 +74,11 @@ internal static class InfoCommand
     private static string Json(ImageInfo info, string indent)
     {
         var fields = new List<(string Key, string Value)>();
-        if (info.BackingFilenameFormat != null) fields.Add(("backing-filename-format", JsonText.String(info.BackingFilenameFormat)));
+        if (info.BackingFilenameFormatName != null) fields.Add(("backing-filename-format", JsonText.String(info.BackingFilenameFormatName)));
         fields.Add(("virtual-size", JsonText.Number(info.VirtualSize)));
         fields.Add(("filename", JsonText.String(info.Filename)));
         if (info.ClusterSize is { } cs) fields.Add(("cluster-size", JsonText.Number(cs)));
-        fields.Add(("format", JsonText.String(info.Format)));
+        fields.Add(("format", JsonText.String(info.Format.Name())));
         if (info.ActualSize is { } actual) fields.Add(("actual-size", JsonText.Number(actual)));
         if (info.Qcow2 is { } qcow2) fields.Add(("format-specific", Qcow2Json(qcow2, indent + "    ")));
         if (info.FullBackingFilename != null) fields.Add(("full-backing-filename", JsonText.String(info.FullBackingFilename)));
@@ -99,7 +99,7 @@ internal static class InfoCommand
     {
         var sb = new StringBuilder();
         sb.Append("image: ").Append(info.Filename).Append('\n');
-        sb.Append("file format: ").Append(info.Format).Append('\n');
+        sb.Append("file format: ").Append(info.Format.Name()).Append('\n');
         sb.Append("virtual size: ").Append(HumanSize.Format(info.VirtualSize)).Append(" (").Append(info.VirtualSize).Append(" bytes)\n");
         sb.Append("disk size: ").Append(info.ActualSize is { } actual ? HumanSize.Format(actual) : "unavailable").Append('\n');
         if (info.ClusterSize is { } cs) sb.Append("cluster_size: ").Append(cs).Append('\n');
@@ -110,7 +110,7 @@ internal static class InfoCommand
             if (info.FullBackingFilename is null) sb.Append(" (cannot determine actual path)");
             else if (info.FullBackingFilename != info.BackingFilename) sb.Append(" (actual path: ").Append(info.FullBackingFilename).Append(')');
             sb.Append('\n');
-            if (info.BackingFilenameFormat != null) sb.Append("backing file format: ").Append(info.BackingFilenameFormat).Append('\n');
+            if (info.BackingFilenameFormatName != null) sb.Append("backing file format: ").Append(info.BackingFilenameFormatName).Append('\n');
         }
         if (info.Qcow2 is { } qcow2) sb.Append(Qcow2Human(qcow2));
         // qemu-img leaves the dirty state out of its text; ours is the true NEED_CHECK bit, worth a line when set.

@@ -62,7 +62,7 @@ internal static class ServeCommand
                     // whatever its size: no thread hop (1 MiB sequential reads: about +9% with fio).
                     var image = await DiskImage.OpenAsync(paths[i], new ImageOpenOptions
                     {
-                        Format = parse.GetValue(format), ReadOnly = ro, InlineReadLimit = NbdServer.MaxPayload,
+                        Format = ImageFormatNames.FromName(parse.GetValue(format)), ReadOnly = ro, InlineReadLimit = NbdServer.MaxPayload,
                     }, ct);
                     images.Add(image);
                     ProbeWarning.PrintIfProbedRaw(image, paths[i]);

@@ -34,7 +34,7 @@ internal static class SnapshotCommand
             bool readOnly = name is null;
             await using var image = await ImageArgs.OpenAsync(path, null, readOnly, ct: ct, forceShare: parse.GetValue(forceShare));
             ProbeWarning.PrintIfProbedRaw(image, path);
-            if (image.Format == "qcow2") throw new CommandException($"'{path}': qcow2 internal snapshots are not supported by qed");
+            if (image.Format == ImageFormat.Qcow2) throw new CommandException($"'{path}': qcow2 internal snapshots are not supported by qed");
             if (parse.GetValue(apply) is { } a)
             {
                 // Observed: qemu-img opens the image a second time to apply, and so warns about a probed raw twice.

@@ -23,7 +23,7 @@ internal static class StreamCommand
         {
             await using var image = await ImageArgs.OpenAsync(parse.GetValue(file)!, parse.GetValue(format), readOnly: false, ct: ct);
             if (image is not QedImage qed)
-                throw new NotSupportedException($"stream works on QED images; '{image.Name}' is {image.Format}");
+                throw new NotSupportedException($"stream works on QED images; '{image.Name}' is {image.Format.Name()}");
             long size = qed.Size;
             var options = new StreamOptions { Base = parse.GetValue(baseOption), BaseFormat = parse.GetValue(baseFormat) };
             await ProgressDisplay.RunAsync(parse.GetValue(progress), "Streaming", async p =>

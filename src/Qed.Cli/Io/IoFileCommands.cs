@@ -93,7 +93,7 @@ internal sealed class IoFileCommands(IoOutput output, IoImageSlot slot, AioReque
         }
         if (image is not QedImage qed)
         {
-            output.ErrorReport($"Image format '{image.Format}' does not support resizing here");
+            output.ErrorReport($"Image format '{image.Format.Name()}' does not support resizing here");
             return false;
         }
         if (size < qed.Size)

@@ -61,13 +61,14 @@ internal sealed class IoImageSlot(IoOutput output)
     {
         string full = Path.GetFullPath(path);
         long size;
+        ImageFormat backingFormat;
         await using (var image = await ImageArgs.OpenAsync(full, format, readOnly: true, ct: ct))
         {
             size = image.Size;
-            format = image.Format;
+            backingFormat = image.Format;
         }
         string overlay = Path.Combine(Path.GetTempPath(), $"qed-io-snapshot-{Environment.ProcessId}-{Guid.NewGuid():N}.qed");
-        await QedImage.CreateAsync(overlay, new QedCreateOptions { Size = size, BackingFile = full, BackingFormat = format }, ct);
+        await QedImage.CreateAsync(overlay, new QedCreateOptions { Size = size, BackingFile = full, BackingFormat = backingFormat }, ct);
         _snapshotFile = overlay;
         try
         {

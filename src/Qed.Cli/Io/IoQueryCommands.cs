@@ -72,8 +72,8 @@ internal sealed class IoQueryCommands(IoOutput output, IoImageSlot slot)
     private Task<bool> InfoAsync(string[] args, CancellationToken ct)
     {
         var image = slot.Image!;
-        output.Line($"format name: {image.Format}");
-        output.Line($"cluster size: {IoText.Size(image.Format == "raw" ? 0 : image.ClusterSize)}");
+        output.Line($"format name: {image.Format.Name()}");
+        output.Line($"cluster size: {IoText.Size(image.Format == ImageFormat.Raw ? 0 : image.ClusterSize)}");
         output.Line("vm state offset: 0 bytes");
         return Task.FromResult(true);
     }

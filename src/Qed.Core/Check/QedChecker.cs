@@ -72,7 +72,7 @@ public static class QedChecker
         }
         await using (file.ConfigureAwait(false))
         {
-            format ??= await ImageOpener.ProbeAsync(file, cancellationToken).ConfigureAwait(false);
+            format ??= (await ImageOpener.ProbeAsync(file, cancellationToken).ConfigureAwait(false)).Name();
             return format switch
             {
                 "qed" => await CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),

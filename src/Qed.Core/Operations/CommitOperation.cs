@@ -44,12 +44,12 @@ public static class CommitOperation
         long topSize, baseSize;
         bool baseIsBacking;
         int baseDepth = 0;
-        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true }, cancellationToken).ConfigureAwait(false))
+        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format), ReadOnly = true }, cancellationToken).ConfigureAwait(false))
         {
-            format = top.Format;
+            format = top.Format.Name();
             var layer = FindBase(top, options.Base);
             basePath = layer.Name;
-            baseFormat = layer.Format;
+            baseFormat = layer.Format.Name();
             topSize = top.Size;
             baseSize = layer.Size;
             baseIsBacking = layer == top.Backing;
@@ -58,7 +58,7 @@ public static class CommitOperation
         if (baseSize < topSize)
             await ResizeOperation.ResizeAsync(basePath, baseFormat, topSize, allowShrink: false, cancellationToken).ConfigureAwait(false);
 
-        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, WritableBacking = basePath },
+        await using (var top = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format), ReadOnly = true, WritableBacking = basePath },
             cancellationToken).ConfigureAwait(false))
         {
             // The same layer, by depth: the chain is the one just looked at (the base now opened for writing).
@@ -82,7 +82,7 @@ public static class CommitOperation
         if (!options.KeepTop && baseIsBacking && format == "qed")
         {
             // Without the backing chain: emptying reads nothing, only drops every mapping (see QedImage.EmptyAsync).
-            await using var image = (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed", NoBacking = true },
+            await using var image = (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormat.Qed, NoBacking = true },
                 CancellationToken.None).ConfigureAwait(false);
             await image.EmptyAsync(CancellationToken.None).ConfigureAwait(false);
         }

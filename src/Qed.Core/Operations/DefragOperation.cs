@@ -27,9 +27,9 @@ public static class DefragOperation
         if (format is not null and not "qed")
             throw new NotSupportedException($"defrag works on QED images, not {format}");
         long before = new FileInfo(path).Length;
-        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken).ConfigureAwait(false);
+        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format) }, cancellationToken).ConfigureAwait(false);
         if (image is not QedImage qed)
-            throw new NotSupportedException($"defrag works on QED images; '{path}' is {image.Format}");
+            throw new NotSupportedException($"defrag works on QED images; '{path}' is {image.Format.Name()}");
         await qed.DefragmentAsync(progress, cancellationToken).ConfigureAwait(false);
         await qed.DisposeAsync().ConfigureAwait(false);
         return new DefragResult(before, new FileInfo(path).Length);

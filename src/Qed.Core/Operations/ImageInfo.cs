@@ -9,17 +9,23 @@ namespace Qed.Operations;
 /// NEED_CHECK state (qemu-img 7.2 always says false for QED).
 /// </summary>
 /// <param name="Filename">The image path as the caller gave it (or as the backing chain resolved it).</param>
-/// <param name="Format">The format name: qed, raw, qcow2.</param>
+/// <param name="Format">The format.</param>
 /// <param name="VirtualSize">The guest size in bytes.</param>
 /// <param name="ClusterSize">The cluster size, or null for formats without clusters (raw).</param>
 /// <param name="ActualSize">Bytes the file occupies on the host, or null if unknown.</param>
 /// <param name="DirtyFlag">Whether the image is marked as needing a consistency check.</param>
 /// <param name="BackingFilename">The backing file name as stored in the image, or null.</param>
 /// <param name="FullBackingFilename">The backing name joined with the image's folder as given, or null.</param>
-/// <param name="BackingFilenameFormat">The backing format the image records (QED: "raw" under NO_PROBE), or null.</param>
-public sealed record ImageInfo(string Filename, string Format, long VirtualSize, int? ClusterSize, long? ActualSize,
-    bool DirtyFlag, string? BackingFilename, string? FullBackingFilename, string? BackingFilenameFormat)
+/// <param name="BackingFilenameFormat">
+/// The backing format the image records (QED: <see cref="ImageFormat.Raw"/> under NO_PROBE), or null: none recorded,
+/// or (qcow2) a name that is no <see cref="ImageFormat"/>.
+/// </param>
+public sealed record ImageInfo(string Filename, ImageFormat Format, long VirtualSize, int? ClusterSize, long? ActualSize,
+    bool DirtyFlag, string? BackingFilename, string? FullBackingFilename, ImageFormat? BackingFilenameFormat)
 {
+    /// <summary>The backing format's name as the image records it (qcow2 records any name), as qemu-img info prints it; or null.</summary>
+    internal string? BackingFilenameFormatName { get; init; }
+
     /// <summary>A QED image's recovery record, while one is on disk (see <see cref="QedImage.RecoveryRecord"/>), or null.</summary>
     public QedRecoveryRecordInfo? RecoveryRecord { get; init; }
 
@@ -39,13 +45,13 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
         {
             case QedImage qed:
                 backing = qed.BackingFilename;
-                backingFormat = qed.BackingFormat;
+                backingFormat = qed.BackingFormat?.Name();
                 dirty = qed.IsDirty;
                 record = qed.RecoveryRecord;
                 break;
             case Qcow2Image qcow2:
                 backing = qcow2.BackingFilename;
-                backingFormat = qcow2.BackingFormat;
+                backingFormat = qcow2.BackingFormatName;
                 dirty = qcow2.IsDirty; // as qemu-img: the dirty bit (lazy refcounts not yet written back)
                 qcow2Info = Qcow2FormatInfo.FromHeader(qcow2.Header);
                 break;
@@ -59,7 +65,10 @@ public sealed record ImageInfo(string Filename, string Format, long VirtualSize,
             dirty,
             backing,
             backing is null || !ImageName.HasFolder(filename) ? null : QedImage.ResolveBackingPath(filename, backing),
-            backingFormat) { RecoveryRecord = record, Qcow2 = qcow2Info };
+            ImageFormatNames.TryParse(backingFormat, out var known) ? known : null)
+        {
+            BackingFilenameFormatName = backingFormat, RecoveryRecord = record, Qcow2 = qcow2Info,
+        };
     }
 
     /// <summary>Describes <paramref name="image"/> and every layer under it, top first.</summary>

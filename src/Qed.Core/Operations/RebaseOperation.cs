@@ -57,7 +57,7 @@ public static class RebaseOperation
     /// image whose old backing file is gone.
     /// </summary>
     private static async Task<QedImage> OpenQedAsync(string path, CancellationToken ct) =>
-        (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "qed", NoBacking = true }, ct).ConfigureAwait(false);
+        (QedImage)await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormat.Qed, NoBacking = true }, ct).ConfigureAwait(false);
 
     /// <summary>
     /// The checks of a QED backing change, in the words rebase has always reported them: a known format, no unknown
@@ -85,7 +85,7 @@ public static class RebaseOperation
             // No locks for the probe: the writable open that follows takes them, and a conflict is then reported with
             // the words of that open (as qemu-img, which opens the image read-write first), not a reader's.
             await using var probe = Storage.FileStorage.Open(path, writable: false, locking: Storage.FileLockMode.None);
-            return await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false);
+            return (await ImageOpener.ProbeAsync(probe, ct).ConfigureAwait(false)).Name();
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
@@ -96,7 +96,7 @@ public static class RebaseOperation
     private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat, bool forceShare,
         IProgress<ConvertProgress>? progress, CancellationToken ct)
     {
-        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format }, ct).ConfigureAwait(false);
+        await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format) }, ct).ConfigureAwait(false);
         await using var newBacking = backing is null ? null : await OpenNewBackingAsync(path, backing, backingFormat, forceShare, ct).ConfigureAwait(false);
         string self = ImageOpener.Canonical(path);
         for (var layer = newBacking; layer != null; layer = layer.Backing)
@@ -177,7 +177,7 @@ public static class RebaseOperation
         try
         {
             return await DiskImage.OpenAsync(QedImage.ResolveBackingPath(path, backing),
-                new ImageOpenOptions { Format = backingFormat, ReadOnly = true, ForceShare = forceShare }, ct).ConfigureAwait(false);
+                new ImageOpenOptions { Format = ImageFormatNames.FromName(backingFormat), ReadOnly = true, ForceShare = forceShare }, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or ImageFormatException or NotSupportedException or UnauthorizedAccessException)
         {

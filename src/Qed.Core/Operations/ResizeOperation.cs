@@ -27,9 +27,9 @@ public static class ResizeOperation
         bool hasBacking;
         // A look at the format and sizes only, without locks: the writable open that follows takes the write lock, and
         // is refused (before anything changes) with qemu-img's "Failed to get "write" lock" if the image is in use.
-        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = format, ReadOnly = true, Locking = false }, cancellationToken).ConfigureAwait(false))
+        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format), ReadOnly = true, Locking = false }, cancellationToken).ConfigureAwait(false))
         {
-            format = image.Format;
+            format = image.Format.Name();
             oldSize = image.Size;
             hasBacking = image.Backing != null;
         }
@@ -69,7 +69,7 @@ public static class ResizeOperation
     private static async Task ResizeQedAsync(string path, long oldSize, long newSize, bool hasBacking, CancellationToken ct)
     {
         // The backing chain is opened when there is one: growing zeroes the range a longer backing file would show.
-        var options = new ImageOpenOptions { Format = "qed", NoBacking = !hasBacking };
+        var options = new ImageOpenOptions { Format = ImageFormat.Qed, NoBacking = !hasBacking };
         await using var image = (QedImage)await DiskImage.OpenAsync(path, options, ct).ConfigureAwait(false);
         await image.ResizeAsync(newSize, allowShrink: true, ct).ConfigureAwait(false);
         if (newSize < oldSize) await image.DefragmentAsync(null, ct).ConfigureAwait(false);

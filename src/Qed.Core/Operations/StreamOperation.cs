@@ -58,12 +58,12 @@ public static class StreamOperation
         }
 
         var (layer, depth, storedName) = FindBase(image, options.Base);
-        if (options.BaseFormat != null && options.BaseFormat != layer.Format)
-            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format} image, not {options.BaseFormat}");
+        if (options.BaseFormat != null && options.BaseFormat != layer.Format.Name())
+            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format.Name()} image, not {options.BaseFormat}");
         string name = options.BackingFile ?? NameFor(image, options.Base, layer, storedName);
         image.ValidateBackingChange(name);
         await CopyAsync(image, depth, layer, progress, cancellationToken).ConfigureAwait(false);
-        await image.SwitchBackingAsync(layer, name, layer.Format, cancellationToken).ConfigureAwait(false);
+        await image.SwitchBackingAsync(layer, name, layer.Format.Name(), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Finds the layer <paramref name="wanted"/> names (top-down), its depth (1 for the backing file) and how the layer above names it.</summary>

@@ -152,7 +152,7 @@ public class CheckInteropTests(CheckImages images) : IClassFixture<CheckImages>
 
         // What qed can read before the repair, cluster by cluster.
         var before = new Dictionary<long, byte[]>();
-        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = true, Format = "qed" }))
+        await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = true, Format = ImageFormat.Qed }))
         {
             foreach (long at in probes)
             {

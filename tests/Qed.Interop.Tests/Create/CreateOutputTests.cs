@@ -40,6 +40,14 @@ public class CreateOutputTests
     [InlineData("-f qed -o cluster_size=1000 x.qed 1M")]
     [InlineData("-f qed -o table_size=3 x.qed 1M")]
     [InlineData("-f qed x.qed 1P")]
+    // A backing format that is no format: refused after the Formatting line with -u; before the file is opened without.
+    [InlineData("-f qed -u -b base.raw -F foo x.qed 1M")]
+    [InlineData("-f qed -b base.qed -F foo x.qed")]
+    [InlineData("-f qed -b missing.qed -F foo x.qed")]
+    [InlineData("-f qcow2 -b base.qed -F foo x.qcow2")]
+    // qemu-img checks the backing format after the version and before the preallocation mode.
+    [InlineData("-f qcow2 -o preallocation=foo -u -b base.raw -F foo x.qcow2 1M")]
+    [InlineData("-f qcow2 -o compat=9,preallocation=foo -u -b base.raw -F foo x.qcow2 1M")]
     public void PrintsWhatQemuImgPrints(string arguments)
     {
         string[] args = ["create", .. arguments.Split(' ')];

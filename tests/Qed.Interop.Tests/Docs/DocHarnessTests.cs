@@ -96,7 +96,7 @@ public class DocHarnessTests
         Assert.Contains("CS0103", failure); // 'path' does not exist in the current context
         failure = Assert.Single(RunAll("```csharp\nusing Qed;\nawait using var d = await DiskImage.OpenAsync(\"missing.qed\");\n```"));
         Assert.Contains("exited", failure);
-        Assert.Empty(RunAll("```csharp\nusing Qed;\nusing Qed.Formats.Qed;\nawait QedImage.CreateAsync(\"a.qed\", new QedCreateOptions { Size = 1 << 20 });\n"
+        Assert.Empty(RunAll("```csharp\nusing Qed;\nusing Qed.Formats.Qed;\nawait (await DiskImage.CreateAsync(\"a.qed\", ImageFormat.Qed, new QedCreateOptions { Size = 1 << 20 })).DisposeAsync();\n"
             + "await using var d = await DiskImage.OpenAsync(\"a.qed\");\nif (d.Size != 1 << 20) return 1;\nreturn 0;\n```"));
     }
 }

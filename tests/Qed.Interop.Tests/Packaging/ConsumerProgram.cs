@@ -15,7 +15,7 @@ public static class ConsumerProgram
     public static async Task<int> RunAsync(string[] args)
     {
         string path = args[0];
-        await QedImage.CreateAsync(path, new QedCreateOptions { Size = 4L << 20 });
+        await (await DiskImage.CreateAsync(path, ImageFormat.Qed, new QedCreateOptions { Size = 4L << 20 })).DisposeAsync();
         // Unaligned, across a cluster boundary (64 KiB clusters): allocation, read-modify-write and two L2 entries.
         const long Offset = (64 << 10) - 1000;
         byte[] data = new byte[70_000];

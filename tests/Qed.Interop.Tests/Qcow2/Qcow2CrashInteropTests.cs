@@ -81,10 +81,11 @@ public sealed class Qcow2CrashInteropTests : IDisposable
             await File.WriteAllBytesAsync(basePath, model);
         }
         var memory = new MemoryStorage(_dir["img.qcow2"]);
-        await Qcow2Image.CreateAsync(memory, new Qcow2CreateOptions
+        // Disposing the image leaves the MemoryStorage's bytes in place for the crash storage below.
+        await (await DiskImage.CreateAsync(memory, ImageFormat.Qcow2, new Qcow2CreateOptions
         {
-            Size = size, ClusterSize = 4096, Version = version, BackingFile = withBacking ? basePath : null, BackingFormat = withBacking ? "raw" : null,
-        });
+            Size = size, ClusterSize = 4096, Version = version, BackingFile = withBacking ? basePath : null, BackingFormat = withBacking ? ImageFormat.Raw : null,
+        })).DisposeAsync();
 
         byte[] flushedModel = (byte[])model.Clone();
         var touched = new bool[size];

@@ -23,7 +23,7 @@ public sealed class Qcow2ReadInteropTests : IDisposable
         QemuImg.Ok("qemu-img", "convert", "-O", "raw", image, raw);
         var expected = await File.ReadAllBytesAsync(raw);
         await using var img = await DiskImage.OpenAsync(image, new ImageOpenOptions { ReadOnly = true });
-        Assert.Equal("qcow2", img.Format);
+        Assert.Equal(ImageFormat.Qcow2, img.Format);
         Assert.Equal(expected.Length, img.Size);
         var actual = new byte[img.Size];
         // Odd-sized reads cross cluster and table boundaries.
@@ -95,7 +95,7 @@ public sealed class Qcow2ReadInteropTests : IDisposable
         await AssertSameAsQemuAsync(top);
         await using var img = (Qcow2Image)await DiskImage.OpenAsync(top, new ImageOpenOptions { ReadOnly = true });
         Assert.Equal("base.qcow2", img.BackingFilename);
-        Assert.Equal("qcow2", img.BackingFormat);
+        Assert.Equal(ImageFormat.Qcow2, img.BackingFormat);
         Assert.NotNull(img.Backing);
         Assert.Equal(ExtentKind.Zero, (await img.GetLayerExtentAsync(8 << 20, 512 << 10)).Kind);
     }
@@ -145,7 +145,7 @@ public sealed class Qcow2ReadInteropTests : IDisposable
         string raw = top + ".raw";
         QemuImg.Ok("qemu-img", "convert", "-O", "raw", top, raw);
         await using var img = await DiskImage.OpenAsync(top, new ImageOpenOptions { ReadOnly = true });
-        Assert.Equal("qcow2", img.Backing!.Format);
+        Assert.Equal(ImageFormat.Qcow2, img.Backing!.Format);
         var actual = new byte[img.Size];
         await img.ReadAsync(0, actual);
         Assert.True((await File.ReadAllBytesAsync(raw)).AsSpan().SequenceEqual(actual));
@@ -161,6 +161,6 @@ public sealed class Qcow2ReadInteropTests : IDisposable
         QemuImg.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0xcd 1000000 300000", "-c", "write -z 8M 64k", top);
         await AssertSameAsQemuAsync(top);
         await using var img = await DiskImage.OpenAsync(top, new ImageOpenOptions { ReadOnly = true });
-        Assert.Equal("qed", img.Backing!.Format);
+        Assert.Equal(ImageFormat.Qed, img.Backing!.Format);
     }
 }

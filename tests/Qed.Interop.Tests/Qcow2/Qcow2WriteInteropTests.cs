@@ -75,7 +75,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
     public async Task WrittenImagesPassCheckAndCompare(int version, int clusterSize, int size)
     {
         string image = _dir["w.qcow2"];
-        await Qcow2Image.CreateAsync(image, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize, Version = version });
+        await (await DiskImage.CreateAsync(image, ImageFormat.Qcow2, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize, Version = version })).DisposeAsync();
         AssertCheckClean(image);
         string info = QemuImg.Ok("qemu-img", "info", image);
         Assert.Contains(version == 3 ? "compat: 1.1" : "compat: 0.10", info);
@@ -97,7 +97,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
         // 512-byte clusters: one refcount table cluster covers 64 blocks of 256 clusters, i.e. 8 MiB of file.
         string image = _dir["g.qcow2"];
         const int size = 12 << 20;
-        await Qcow2Image.CreateAsync(image, new Qcow2CreateOptions { Size = size, ClusterSize = 512 });
+        await (await DiskImage.CreateAsync(image, ImageFormat.Qcow2, new Qcow2CreateOptions { Size = size, ClusterSize = 512 })).DisposeAsync();
         var model = new byte[size];
         new Random(11).NextBytes(model);
         await using (var img = await DiskImage.OpenAsync(image))
@@ -118,7 +118,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
         const int size = 17 << 20;
         QemuImg.Ok("qemu-img", "create", "-f", "qcow2", base_, "17M");
         QemuImg.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 9M", "-c", "write -P 0x22 10M 3M", base_);
-        await Qcow2Image.CreateAsync(top, new Qcow2CreateOptions { BackingFile = "base.qcow2", BackingFormat = "qcow2" });
+        await (await DiskImage.CreateAsync(top, ImageFormat.Qcow2, new Qcow2CreateOptions { BackingFile = "base.qcow2", BackingFormat = ImageFormat.Qcow2 })).DisposeAsync();
         Assert.Contains("backing file format: qcow2", QemuImg.Ok("qemu-img", "info", top));
         var model = new byte[size];
         await using (var b = await DiskImage.OpenAsync(base_, new ImageOpenOptions { ReadOnly = true })) await b.ReadAsync(0, model);
@@ -140,12 +140,12 @@ public sealed class Qcow2WriteInteropTests : IDisposable
         const int size = 9 << 20;
         QemuImg.Ok("qemu-img", "create", "-f", "qed", qed, "9M");
         QemuImg.Ok("qemu-io", "-f", "qed", "-c", "write -P 0x5c 1M 3M", qed);
-        await Qcow2Image.CreateAsync(top, new Qcow2CreateOptions { BackingFile = "base.qed", BackingFormat = "qed" });
+        await (await DiskImage.CreateAsync(top, ImageFormat.Qcow2, new Qcow2CreateOptions { BackingFile = "base.qed", BackingFormat = ImageFormat.Qed })).DisposeAsync();
         var model = new byte[size];
         await using (var b = await DiskImage.OpenAsync(qed, new ImageOpenOptions { ReadOnly = true })) await b.ReadAsync(0, model);
         await using (var img = await DiskImage.OpenAsync(top))
         {
-            Assert.Equal("qed", img.Backing!.Format);
+            Assert.Equal(ImageFormat.Qed, img.Backing!.Format);
             await MutateAsync(img, model, 31, 200, 150000, discardZeroes: true);
         }
         AssertCheckClean(top);
@@ -154,7 +154,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
         var content = new byte[size];
         new Random(4).NextBytes(content);
         await File.WriteAllBytesAsync(raw, content);
-        await Qcow2Image.CreateAsync(top2, new Qcow2CreateOptions { BackingFile = raw, BackingFormat = "raw", Version = 2 });
+        await (await DiskImage.CreateAsync(top2, ImageFormat.Qcow2, new Qcow2CreateOptions { BackingFile = raw, BackingFormat = ImageFormat.Raw, Version = 2 })).DisposeAsync();
         await using (var img = await DiskImage.OpenAsync(top2))
             await MutateAsync(img, content, 41, 200, 150000, discardZeroes: false);
         AssertCheckClean(top2);
@@ -180,7 +180,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
     {
         string image = _dir["p.qcow2"];
         const int size = 16 << 20;
-        await Qcow2Image.CreateAsync(image, new Qcow2CreateOptions { Size = size });
+        await (await DiskImage.CreateAsync(image, ImageFormat.Qcow2, new Qcow2CreateOptions { Size = size })).DisposeAsync();
         var model = new byte[size];
         new Random(8).NextBytes(model);
         await using (var img = await DiskImage.OpenAsync(image))
@@ -206,7 +206,7 @@ public sealed class Qcow2WriteInteropTests : IDisposable
     {
         // Same geometry as qemu-img create: header, refcount table, one block, L1; qemu-img check sees 4 clusters.
         string ours = _dir["ours.qcow2"], theirs = _dir["theirs.qcow2"];
-        await Qcow2Image.CreateAsync(ours, new Qcow2CreateOptions { Size = 1L << 30 });
+        await (await DiskImage.CreateAsync(ours, ImageFormat.Qcow2, new Qcow2CreateOptions { Size = 1L << 30 })).DisposeAsync();
         QemuImg.Ok("qemu-img", "create", "-f", "qcow2", theirs, "1G");
         var a = await File.ReadAllBytesAsync(ours);
         var b = await File.ReadAllBytesAsync(theirs);

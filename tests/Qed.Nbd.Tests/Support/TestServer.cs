@@ -22,7 +22,7 @@ internal sealed class TestServer : IAsyncDisposable
     public DiskImage Image => _images[0];
 
     /// <summary>Serves each (name, path) pair; images are opened with probing unless <paramref name="format"/> is set.</summary>
-    public static async Task<TestServer> StartAsync(IEnumerable<(string Name, string Path)> files, bool readOnly = false, string? format = null,
+    public static async Task<TestServer> StartAsync(IEnumerable<(string Name, string Path)> files, bool readOnly = false, ImageFormat? format = null,
         Func<NbdServerOptions, NbdServerOptions>? configure = null, EndPoint? endPoint = null)
     {
         var images = new List<DiskImage>();
@@ -38,7 +38,7 @@ internal sealed class TestServer : IAsyncDisposable
         return new TestServer(NbdServer.Start(endPoint ?? new IPEndPoint(IPAddress.Loopback, 0), options), images);
     }
 
-    public static Task<TestServer> StartAsync(string path, bool readOnly = false, string? format = null, Func<NbdServerOptions, NbdServerOptions>? configure = null,
+    public static Task<TestServer> StartAsync(string path, bool readOnly = false, ImageFormat? format = null, Func<NbdServerOptions, NbdServerOptions>? configure = null,
         EndPoint? endPoint = null) =>
         StartAsync([("disk", path)], readOnly, format, configure, endPoint);
 

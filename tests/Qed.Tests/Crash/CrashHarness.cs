@@ -47,10 +47,10 @@ internal sealed class CrashHarness
         }
     }
 
-    private Task<DiskImage> OpenBacking(string name, string? format, CancellationToken ct) =>
+    private Task<DiskImage> OpenBacking(string name, ImageFormat? format, CancellationToken ct) =>
         Task.FromResult<DiskImage>(new RawImage(_backing!, readOnly: true));
 
-    private ImageOpenOptions Options => new() { Format = "qed" };
+    private ImageOpenOptions Options => new() { Format = ImageFormat.Qed };
 
     public async Task RunAsync(double randomSubsetRate = 1.0)
     {
@@ -58,8 +58,8 @@ internal sealed class CrashHarness
         var created = new MemoryStorage();
         await QedImage.CreateAsync(created, new QedCreateOptions
         {
-            Size = _s.Size, ClusterSize = _s.ClusterSize, TableSize = _s.TableSize,
-            BackingFile = _backing != null ? "backing.raw" : null, BackingFormat = _backing != null ? "raw" : null,
+            Size = _s.Size, ClusterSize = (int)_s.ClusterSize, TableSize = (int)_s.TableSize,
+            BackingFile = _backing != null ? "backing.raw" : null, BackingFormat = _backing != null ? ImageFormat.Raw : null,
         });
         if (_s.Prefill)
         {

@@ -31,14 +31,14 @@ public class DefragCrashTests
         await QedImage.CreateAsync(storage, new QedCreateOptions
         {
             Size = size, ClusterSize = 4096, TableSize = 2,
-            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? "raw" : null,
+            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? ImageFormat.Raw : null,
         });
         await using (var image = await QedImage.OpenAsync(storage, null, Opener(backing)))
             await DefragLayout.ScatterAsync(image, model, seed);
         return new Setup(storage.ToArray(), model, backing);
     }
 
-    private static Func<string, string?, CancellationToken, Task<DiskImage>>? Opener(MemoryStorage? backing) =>
+    private static Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? Opener(MemoryStorage? backing) =>
         backing is null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true));
 
     /// <summary>Replays every crash point of <paramref name="storage"/>'s log; returns the states tried.</summary>

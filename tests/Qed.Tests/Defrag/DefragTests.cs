@@ -37,10 +37,10 @@ public sealed class DefragTests : IDisposable
         IBlockStorage storage = onDisk ? FileStorage.Create(Path.Combine(_dir.FullName, "d.qed")) : new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions
         {
-            Size = size, ClusterSize = clusterSize, TableSize = 2,
-            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? "raw" : null,
+            Size = size, ClusterSize = (int)clusterSize, TableSize = 2,
+            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? ImageFormat.Raw : null,
         });
-        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking =
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking =
             backing is null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true));
         await using var image = await QedImage.OpenAsync(storage, null, openBacking);
         await DefragLayout.ScatterAsync(image, model, seed);

@@ -14,7 +14,7 @@ public class OnlineResizeTests
         new Random(1).NextBytes(content);
         var backing = new MemoryStorage(content, "base.raw", canWrite: false);
         var storage = new MemoryStorage();
-        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = 3L << 20, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = "raw" });
+        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = 3L << 20, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
         await using var image = await QedImage.OpenAsync(storage, null, (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true)));
         var model = new byte[8L << 20];
         content.AsSpan(0, 3 << 20).CopyTo(model);

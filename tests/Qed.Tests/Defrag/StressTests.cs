@@ -129,9 +129,9 @@ public class StressTests(ITestOutputHelper output)
         await QedImage.CreateAsync(memory, new QedCreateOptions
         {
             Size = Size, ClusterSize = ClusterSize, TableSize = 2,
-            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? "raw" : null,
+            BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? ImageFormat.Raw : null,
         });
-        Func<string, string?, CancellationToken, Task<DiskImage>>? opener =
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? opener =
             backing is null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true));
         var storage = new WatchStorage(memory);
         var image = await QedImage.OpenAsync(storage, null, opener, new QedTuning { DefragBatchBytes = 256 << 10 }); // many pauses per pass

@@ -70,7 +70,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         await Qcow2Image.CreateAsync(file, new Qcow2CreateOptions
         {
             Size = size, Version = version, ClusterSize = clusterSize,
-            BackingFile = backing ? "base.raw" : null, BackingFormat = backing ? "raw" : null, Unsafe = backing,
+            BackingFile = backing ? "base.raw" : null, BackingFormat = backing ? ImageFormat.Raw : null, BackingCheck = backing ? BackingFileCheck.None : BackingFileCheck.Open,
         });
         await using (var image = await OpenAsync(file, Backing(below), readOnly: false))
         {

@@ -17,7 +17,7 @@ internal static class SampleImages
         await QedImage.CreateAsync(file, new QedCreateOptions
         {
             Size = 8L << 20, ClusterSize = 4096, TableSize = 2,
-            BackingFile = backingName ? "base.raw" : null, BackingFormat = backingName ? "raw" : null, Unsafe = backingName,
+            BackingFile = backingName ? "base.raw" : null, BackingFormat = backingName ? ImageFormat.Raw : null, BackingCheck = backingName ? BackingFileCheck.None : BackingFileCheck.Open,
         });
         await using (var image = await QedImage.OpenAsync(file))
         {

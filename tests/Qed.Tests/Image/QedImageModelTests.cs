@@ -42,7 +42,7 @@ public class QedImageModelTests
         }
 
         var file = new MemoryStorage("img");
-        await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = clusterSize, TableSize = tableSize, BackingFile = withBacking ? "base" : null });
+        await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = (int)clusterSize, TableSize = (int)tableSize, BackingFile = withBacking ? "base" : null });
         var options = new ImageOpenOptions { L2CacheBytes = cacheBudget };
         var image = await QedImage.OpenAsync(file, options, (_, _, _) => Task.FromResult(backing!));
 

@@ -30,7 +30,7 @@ internal sealed class StreamChain
     private async Task AddLayerAsync(string name, string backing, string? backingFormat, long size, uint clusterSize, Random rnd)
     {
         var storage = new MemoryStorage(name);
-        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = size, ClusterSize = clusterSize, TableSize = 2, BackingFile = backing, BackingFormat = backingFormat });
+        await QedImage.CreateAsync(storage, new QedCreateOptions { Size = size, ClusterSize = (int)clusterSize, TableSize = 2, BackingFile = backing, BackingFormat = ImageFormatNames.FromName(backingFormat) });
         await using (var image = await QedImage.OpenAsync(storage, null, OpenAsync))
         {
             for (int i = 0; i < 12; i++)
@@ -53,7 +53,7 @@ internal sealed class StreamChain
     }
 
     /// <summary>Opens a layer read-only by the name a header gives (the backing opener of <see cref="QedImage.OpenAsync"/>).</summary>
-    public async Task<DiskImage> OpenAsync(string name, string? format, CancellationToken ct)
+    public async Task<DiskImage> OpenAsync(string name, ImageFormat? format, CancellationToken ct)
     {
         var storage = new MemoryStorage(Files[name], name, canWrite: false);
         if (name.EndsWith(".raw", StringComparison.Ordinal)) return new RawImage(storage, readOnly: true);

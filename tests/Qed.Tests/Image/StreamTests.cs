@@ -23,7 +23,7 @@ public class StreamTests
         baseContent.CopyTo(model, 0);
         var backing = new RawImage(new MemoryStorage(baseContent, "base", canWrite: false), readOnly: true);
         var file = new MemoryStorage("img");
-        await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = clusterSize, BackingFile = "base", BackingFormat = "raw" });
+        await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = (int)clusterSize, BackingFile = "base", BackingFormat = ImageFormat.Raw });
         var image = await QedImage.OpenAsync(file, null, (_, _, _) => Task.FromResult<DiskImage>(backing));
 
         using var stop = new CancellationTokenSource();

@@ -46,7 +46,7 @@ public class StreamToBaseTests
 
         Assert.Equal(baseName, image.BackingFilename);
         Assert.Equal(baseName, image.Backing?.Name);
-        Assert.Equal(baseName == "base.raw" ? "raw" : null, image.BackingFormat);
+        Assert.Equal(baseName == "base.raw" ? ImageFormat.Raw : null, image.BackingFormat);
         var back = new byte[StreamChain.Size];
         await image.ReadAsync(0, back);
         Assert.True(back.AsSpan().SequenceEqual(model), $"differs at {back.AsSpan().CommonPrefixLength(model)}");

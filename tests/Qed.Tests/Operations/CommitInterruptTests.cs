@@ -56,7 +56,7 @@ public sealed class CommitInterruptTests : IDisposable
         var model = new byte[Size];
         await using (var image = await DiskImage.OpenAsync(PathOf("base.qed")))
             await OperationFixtures.ScribbleAsync(image, model, seed, 20);
-        await QedImage.CreateAsync(PathOf("top.qed"), new QedCreateOptions { BackingFile = "base.qed", BackingFormat = "qed" });
+        await QedImage.CreateAsync(PathOf("top.qed"), new QedCreateOptions { BackingFile = "base.qed", BackingFormat = ImageFormat.Qed });
         await using (var image = await DiskImage.OpenAsync(PathOf("top.qed")))
             await OperationFixtures.ScribbleAsync(image, model, seed + 10, 40);
         string baseBefore = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(PathOf("base.qed"))));
@@ -87,9 +87,9 @@ public sealed class CommitInterruptTests : IDisposable
         var baseBytes = new byte[Size];
         new Random(seed).NextBytes(baseBytes);
         var top = new MemoryStorage("top.qed");
-        await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = "raw" });
+        await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
         var model = (byte[])baseBytes.Clone();
-        Task<DiskImage> OpenBase(string name, string? format, CancellationToken ct) =>
+        Task<DiskImage> OpenBase(string name, ImageFormat? format, CancellationToken ct) =>
             Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", canWrite: false), readOnly: true));
         await using (var image = await QedImage.OpenAsync(top, null, OpenBase))
             await OperationFixtures.ScribbleAsync(image, model, seed, 30);

@@ -20,7 +20,7 @@ public sealed class MigrationPlanTests : IDisposable
     private async Task QedAsync(string name, string? backing = null, string? backingFormat = null, long size = 1 << 20)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(P(name))!);
-        await QedImage.CreateAsync(P(name), new QedCreateOptions { Size = size, BackingFile = backing, BackingFormat = backingFormat, Unsafe = true });
+        await QedImage.CreateAsync(P(name), new QedCreateOptions { Size = size, BackingFile = backing, BackingFormat = ImageFormatNames.FromName(backingFormat), BackingCheck = BackingFileCheck.None });
     }
 
     private async Task<MigrationPlan> PlanAsync(MigrationOptions? options = null, params string[] sources) =>

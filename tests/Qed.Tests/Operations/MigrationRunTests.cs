@@ -21,7 +21,7 @@ public sealed class MigrationRunTests : IDisposable
     private async Task QedAsync(string name, byte fill, long offset, int length, string? backing = null)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(P(name))!);
-        await QedImage.CreateAsync(P(name), new QedCreateOptions { Size = 8 << 20, BackingFile = backing, BackingFormat = backing is null ? null : "qed" });
+        await QedImage.CreateAsync(P(name), new QedCreateOptions { Size = 8 << 20, BackingFile = backing, BackingFormat = backing is null ? null : ImageFormat.Qed });
         await using var image = await DiskImage.OpenAsync(P(name));
         var data = new byte[length];
         Array.Fill(data, fill);
@@ -56,7 +56,7 @@ public sealed class MigrationRunTests : IDisposable
         await using (var source = await DiskImage.OpenAsync(P("vault/top.qed"), new ImageOpenOptions { ReadOnly = true }))
         await using (var target = await DiskImage.OpenAsync(P("out/top.qcow2"), new ImageOpenOptions { ReadOnly = true }))
         {
-            Assert.Equal("qcow2", target.Format);
+            Assert.Equal(ImageFormat.Qcow2, target.Format);
             Assert.Equal(P("out/base.qcow2"), Path.GetFullPath(target.Backing!.Name));
             Assert.True((await CompareOperation.CompareAsync(source, target, strict: false)).Identical);
         }

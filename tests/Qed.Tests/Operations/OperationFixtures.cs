@@ -13,8 +13,8 @@ internal static class OperationFixtures
         var storage = new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions
         {
-            Size = size, ClusterSize = clusterSize, TableSize = tableSize,
-            BackingFile = backing is null ? null : "base.raw", BackingFormat = backing is null ? null : "raw",
+            Size = size, ClusterSize = (int)clusterSize, TableSize = (int)tableSize,
+            BackingFile = backing is null ? null : "base.raw", BackingFormat = backing is null ? null : ImageFormat.Raw,
         });
         return await QedImage.OpenAsync(storage, null,
             backing is null ? null : (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true)));

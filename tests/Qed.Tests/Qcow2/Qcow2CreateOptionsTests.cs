@@ -151,9 +151,9 @@ public sealed class Qcow2CreateOptionsTests
     public void RefusesPreallocationWithABackingFileAndABackingFormatWithoutOne()
     {
         var e = Assert.Throws<ArgumentException>(() => Qcow2Layout.Plan(new Qcow2CreateOptions
-        { BackingFile = "b.raw", BackingFormat = "raw", Preallocation = Qcow2Preallocation.Metadata, LazyRefcounts = true, Version = 2 }, 1 << 20));
+        { BackingFile = "b.raw", BackingFormat = ImageFormat.Raw, Preallocation = Qcow2Preallocation.Metadata, LazyRefcounts = true, Version = 2 }, 1 << 20));
         Assert.Equal("Backing file and preallocation can only be used at the same time if extended_l2 is on", e.Message);
-        e = Assert.Throws<ArgumentException>(() => Qcow2Layout.Plan(new Qcow2CreateOptions { BackingFormat = "raw", RefcountBits = 3 }, 1 << 20));
+        e = Assert.Throws<ArgumentException>(() => Qcow2Layout.Plan(new Qcow2CreateOptions { BackingFormat = ImageFormat.Raw, RefcountBits = 3 }, 1 << 20));
         Assert.Equal("Backing format cannot be used without backing file", e.Message);
     }
 

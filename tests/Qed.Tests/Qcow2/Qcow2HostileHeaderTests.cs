@@ -10,7 +10,7 @@ public sealed class Qcow2HostileHeaderTests
     private static async Task<MemoryStorage> NewImageAsync(int version = 3, long size = 8 << 20, string? backing = null)
     {
         var storage = new MemoryStorage("hostile.qcow2");
-        await Qcow2Image.CreateAsync(storage, new Qcow2CreateOptions { Size = size, Version = version, BackingFile = backing, Unsafe = true });
+        await Qcow2Image.CreateAsync(storage, new Qcow2CreateOptions { Size = size, Version = version, BackingFile = backing, BackingCheck = BackingFileCheck.None });
         return storage;
     }
 

@@ -83,7 +83,7 @@ public class ProbedRawGuardTests
                 Assert.True(((RawImage)probed).IsProbed);
                 await Assert.ThrowsAsync<ProbedRawWriteException>(() => probed.WriteAsync(0, QedMagic()).AsTask());
             }
-            await using (var named = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "raw" }))
+            await using (var named = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormat.Raw }))
             {
                 Assert.False(((RawImage)named).IsProbed);
                 await named.WriteAsync(0, QedMagic());

@@ -104,7 +104,7 @@ public class FaultInjectingStorageTests
             await using var image = await DiskImage.OpenAsync(
                 $"json:{{'driver':'blkdebug','image':{{'driver':'qed','file':{{'driver':'file','filename':'{path}'}}}},'inject-error':[{{'event':'none','iotype':'read','sector':0}}]}}",
                 new ImageOpenOptions { ReadOnly = true });
-            Assert.Equal("raw", image.Format);
+            Assert.Equal(ImageFormat.Raw, image.Format);
             Assert.Equal(1 << 20, image.Size);
             var one = new byte[1];
             await image.ReadAsync(4096, one);

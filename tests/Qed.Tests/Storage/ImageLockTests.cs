@@ -18,7 +18,7 @@ public sealed class ImageLockTests : IDisposable
     private async Task<string> NewImageAsync(string name = "a.qed", string? backing = null)
     {
         string path = Path.Combine(_dir, name);
-        await QedImage.CreateAsync(path, new QedCreateOptions { Size = 1 << 20, BackingFile = backing, BackingFormat = backing is null ? null : "qed" });
+        await QedImage.CreateAsync(path, new QedCreateOptions { Size = 1 << 20, BackingFile = backing, BackingFormat = backing is null ? null : ImageFormat.Qed });
         return path;
     }
 
@@ -143,7 +143,7 @@ public sealed class ImageLockTests : IDisposable
     {
         // A backing file that does not exist fails create after validation; a new name must not be left behind.
         string fresh = Path.Combine(_dir, "new.qed");
-        await Assert.ThrowsAnyAsync<IOException>(() => QedImage.CreateAsync(fresh, new QedCreateOptions { BackingFile = "missing.qed", BackingFormat = "qed" }));
+        await Assert.ThrowsAnyAsync<IOException>(() => QedImage.CreateAsync(fresh, new QedCreateOptions { BackingFile = "missing.qed", BackingFormat = ImageFormat.Qed }));
         Assert.False(File.Exists(fresh));
         await using (var f = FileStorage.Create(fresh)) Assert.True(f.CreatedFile);
         File.Delete(fresh);

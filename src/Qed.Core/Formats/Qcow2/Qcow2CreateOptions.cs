@@ -24,30 +24,28 @@ public enum Qcow2CompressionType
 
 /// <summary>Options for creating a qcow2 image, with qemu-img's defaults.</summary>
 /// <remarks>
-/// <see cref="Qcow2Image.CreateAsync(string, Qcow2CreateOptions, CancellationToken)"/> validates them in qemu-img 7.2's
+/// <see cref="DiskImage.CreateAsync(string, ImageFormat, ImageCreateOptions, CancellationToken)"/> validates them in qemu-img 7.2's
 /// order and with its messages, so the first problem reported is the one qemu-img reports. Two options qemu-img accepts
 /// are refused with <see cref="NotSupportedException"/> after that validation, because this library cannot open the
 /// images they make: <see cref="ExtendedL2"/> and <see cref="Qcow2CompressionType.Zstd"/>.
 /// </remarks>
-public sealed record Qcow2CreateOptions
+public sealed record Qcow2CreateOptions : ImageCreateOptions
 {
-    /// <summary>The guest size in bytes (rounded up to 512); null to take the backing file's size.</summary>
-    public long? Size { get; init; }
+    /// <summary>Options with qemu-img's qcow2 defaults.</summary>
+    public Qcow2CreateOptions()
+    {
+    }
 
-    /// <summary>Bytes per cluster: a power of 2 from 512 to 2 MiB. Default 64 KiB.</summary>
-    public int ClusterSize { get; init; } = 65536;
+    /// <summary>The shared options of <paramref name="common"/>, with the qcow2 defaults for the rest.</summary>
+    internal Qcow2CreateOptions(ImageCreateOptions common) : base(common)
+    {
+    }
+
+    /// <summary>The cluster size when <see cref="ImageCreateOptions.ClusterSize"/> is null: 64 KiB.</summary>
+    internal const int DefaultClusterSize = 65536;
 
     /// <summary>2 (qemu-img's <c>compat=0.10</c>) or 3 (<c>compat=1.1</c>, the default: zero clusters).</summary>
     public int Version { get; init; } = 3;
-
-    /// <summary>The backing file name to store, absolute or relative to the new image's folder.</summary>
-    public string? BackingFile { get; init; }
-
-    /// <summary>The backing file's format, recorded in a header extension; null leaves it to be probed at open.</summary>
-    public string? BackingFormat { get; init; }
-
-    /// <summary>Do not open the backing file (qemu-img create -u); <see cref="Size"/> must then be given.</summary>
-    public bool Unsafe { get; init; }
 
     /// <summary>
     /// Refcount width in bits: a power of two from 1 to 64 (qemu-img's <c>refcount_bits</c>); widths other than 16

@@ -65,7 +65,7 @@ public sealed partial class Qcow2Image : DiskImage
         _backing = backing;
         _readOnly = readOnly;
         BackingFilename = backingName;
-        BackingFormat = backingName == null ? null : extensions.BackingFormat;
+        BackingFormatName = backingName == null ? null : extensions.BackingFormat;
         Snapshots = snapshots;
         _clusterBits = (int)header.ClusterBits;
         _clusterSize = header.ClusterSize;
@@ -92,7 +92,7 @@ public sealed partial class Qcow2Image : DiskImage
     internal (long Now, long HighWater) L2CacheBytes => (_cache.Bytes, _cache.HighWaterBytes);
 
     /// <inheritdoc />
-    public override string Format => "qcow2";
+    public override ImageFormat Format => ImageFormat.Qcow2;
 
     /// <inheritdoc />
     public override string Name => _file.Name;
@@ -121,8 +121,15 @@ public sealed partial class Qcow2Image : DiskImage
     /// <summary>The backing file name as stored in the header, or null.</summary>
     public string? BackingFilename { get; }
 
-    /// <summary>The backing format from the header extension, or null (the backing file is then probed).</summary>
-    public string? BackingFormat { get; }
+    /// <summary>
+    /// The backing format from the header extension, or null (the backing file is then probed). An extension naming a
+    /// format that is no <see cref="ImageFormat"/> (qemu-img records any name it is given) also reads as null here;
+    /// opening the backing chain then fails, naming it.
+    /// </summary>
+    public ImageFormat? BackingFormat => ImageFormatNames.TryParse(BackingFormatName, out var f) ? f : null;
+
+    /// <summary>The backing format's name as the header extension records it, or null (what qemu-img info prints).</summary>
+    internal string? BackingFormatName { get; }
 
     /// <summary>The internal snapshots listed in the image (not used for reads, which follow the active L1 table).</summary>
     public IReadOnlyList<Qcow2Snapshot> Snapshots { get; }
@@ -132,22 +139,15 @@ public sealed partial class Qcow2Image : DiskImage
 
     /// <summary>
     /// Creates a qcow2 image file, replacing any file of that name. All options are validated, and the backing file
-    /// opened, before the file is touched; if writing fails the file is removed.
+    /// opened, before the file is touched; if writing fails the file is removed (if this call created it).
     /// </summary>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    public static async Task CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
-    {
-        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
-        var layout = Qcow2Layout.Plan(options, size);
-        await ImageCreation.WriteNewFileAsync(path, file => Qcow2Layout.WriteAsync(file, layout, cancellationToken)).ConfigureAwait(false);
-    }
+    internal static Task CreateAsync(string path, Qcow2CreateOptions options, CancellationToken cancellationToken = default) =>
+        ImageCreation.CreateFileAsync(path, ImageFormat.Qcow2, options, cancellationToken);
 
     /// <summary>Writes a new, empty qcow2 image onto <paramref name="storage"/> (whose old content is discarded).</summary>
-    public static async Task CreateAsync(IBlockStorage storage, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
-    {
-        if (options.Size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
-        await Qcow2Layout.WriteAsync(storage, Qcow2Layout.Plan(options, options.Size.Value), cancellationToken).ConfigureAwait(false);
-    }
+    internal static async Task CreateAsync(IBlockStorage storage, Qcow2CreateOptions options, CancellationToken cancellationToken = default) =>
+        await Qcow2Layout.Plan(options, ImageCreation.RequireSize(options)).Writer(storage, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
     public static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
@@ -159,9 +159,15 @@ public sealed partial class Qcow2Image : DiskImage
     /// </summary>
     /// <exception cref="ImageFormatException">The header or a table it points at is malformed.</exception>
     /// <exception cref="NotSupportedException">The image uses encryption, an external data file, subclusters or zstd,
-    /// or is opened for writing while it has internal snapshots or a dirty or corrupt bit.</exception>
-    public static async Task<Qcow2Image> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
-        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default)
+    /// or is opened for writing while it has internal snapshots or a dirty or corrupt bit; or its backing format
+    /// extension names a format that is no <see cref="ImageFormat"/> (when the backing chain is opened).</exception>
+    public static Task<Qcow2Image> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default) =>
+        OpenCoreAsync(file, options, ImageOpener.ByName(openBacking), cancellationToken);
+
+    /// <summary>Opens as <see cref="OpenAsync"/> does; <paramref name="openBacking"/> gets the backing format as the extension names it.</summary>
+    internal static async Task<Qcow2Image> OpenCoreAsync(IBlockStorage file, ImageOpenOptions? options,
+        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking, CancellationToken cancellationToken)
     {
         options ??= new ImageOpenOptions();
         bool readOnly = options.ReadOnly || !file.CanWrite;

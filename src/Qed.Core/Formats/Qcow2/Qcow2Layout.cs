@@ -42,9 +42,22 @@ internal static class Qcow2Layout
         /// <summary>The placements after the L1 table (none without preallocation).</summary>
         public IEnumerable<Qcow2Placement> Placements => Preallocation == Qcow2Preallocation.Off ? [] :
             Qcow2PreallocationPlan.Place(AfterL1, RefBlocks * PerBlock, PerBlock, L1Bytes / 8, FirstCluster.Length / 8, GuestClusters);
+
+        /// <summary>Writes this layout onto storage.</summary>
+        public ImageCreation.Writer Writer => (storage, ct) => WriteAsync(storage, this, ct);
     }
 
     private const string V3Hint = "(use version=v3 or greater)";
+
+    /// <summary>
+    /// Validates the options (after opening the backing file for its size where they say so) and plans the layout;
+    /// nothing is written yet.
+    /// </summary>
+    public static async Task<ImageCreation.Writer> PlanAsync(string path, Qcow2CreateOptions options, CancellationToken ct)
+    {
+        long size = await ImageCreation.ResolveSizeAsync(path, options, ct).ConfigureAwait(false);
+        return Plan(options, size).Writer;
+    }
 
     /// <summary>
     /// Validates the options, in qemu-img 7.2's order and with its words, and plans the layout for a guest of
@@ -54,12 +67,11 @@ internal static class Qcow2Layout
     /// <exception cref="NotSupportedException">Valid for qemu-img, but the image could not be opened here (extended L2, zstd).</exception>
     public static Layout Plan(Qcow2CreateOptions options, long size)
     {
-        int cs = options.ClusterSize;
+        int cs = options.ClusterSize ?? Qcow2CreateOptions.DefaultClusterSize;
         bool v3 = options.Version == 3;
         if (options.Version is not (2 or 3))
             throw new ArgumentException($"qcow2 version must be 2 (compat=0.10) or 3 (compat=1.1) (version={options.Version})");
-        if (options.BackingFormat != null && !QedImage.KnownFormats.Contains(options.BackingFormat))
-            throw new ArgumentException($"Parameter 'backing-fmt' does not accept value '{options.BackingFormat}'");
+        ImageCreation.CheckBackingFormat(options);
         if (options.ExtendedL2 && !v3)
             throw new ArgumentException($"Extended L2 entries are only supported with compatibility level 1.1 and above {V3Hint}");
         if (cs < 512 || cs > (1 << Qcow2Header.MaxClusterBits) || !BitOperations.IsPow2(cs))
@@ -98,7 +110,7 @@ internal static class Qcow2Layout
             if (name.Length == 0) throw new ArgumentException("The backing file name is empty");
             if (name.Length > Qcow2Header.MaxBackingNameLength)
                 throw new ArgumentException($"The backing file name is {name.Length} bytes; qcow2 allows at most {Qcow2Header.MaxBackingNameLength}");
-            if (options.BackingFormat != null) format = Encoding.UTF8.GetBytes(options.BackingFormat);
+            if (options.BackingFormat is { } backingFormat) format = Encoding.UTF8.GetBytes(backingFormat.Name());
         }
 
         int headerLength = v3 ? Qcow2Header.V3WrittenLength : Qcow2Header.V2Length;

@@ -75,7 +75,7 @@ public sealed partial class QedImage : DiskImage
     }
 
     /// <inheritdoc />
-    public override string Format => "qed";
+    public override ImageFormat Format => ImageFormat.Qed;
 
     /// <inheritdoc />
     public override string Name => _file.Name;
@@ -98,8 +98,11 @@ public sealed partial class QedImage : DiskImage
     /// <summary>The backing file name as stored in the header, or null.</summary>
     public string? BackingFilename => _header.BackingName;
 
-    /// <summary>"raw" when the header forbids probing the backing file (BACKING_FORMAT_NO_PROBE), else null.</summary>
-    public string? BackingFormat => (Header.Features & QedFeatures.BackingFormatNoProbe) != 0 && BackingFilename != null ? "raw" : null;
+    /// <summary>
+    /// <see cref="ImageFormat.Raw"/> when the header forbids probing the backing file (BACKING_FORMAT_NO_PROBE), else
+    /// null (the backing file's format is probed).
+    /// </summary>
+    public ImageFormat? BackingFormat => (Header.Features & QedFeatures.BackingFormatNoProbe) != 0 && BackingFilename != null ? ImageFormat.Raw : null;
 
     /// <summary>Whether the NEED_CHECK bit is set on disk or about to be.</summary>
     public bool IsDirty => Header.NeedsCheck;
@@ -119,22 +122,22 @@ public sealed partial class QedImage : DiskImage
     /// <inheritdoc />
     public override long? AllocatedBytes => _file.AllocatedBytes;
 
+    /// <summary>Format names (qemu-img's) known as backing files.</summary>
+    internal static readonly string[] KnownFormats = ["qed", "raw", "qcow2"];
+
     /// <summary>The storage under the image, for tools such as check.</summary>
     internal IBlockStorage Storage => _file;
-
-    /// <summary>Formats known as backing files.</summary>
-    internal static readonly string[] KnownFormats = ["qed", "raw", "qcow2"];
 
     /// <summary>
     /// Creates a QED image file, replacing any file of that name. All options are validated, and the backing file
     /// opened, before the file is touched; if writing fails the file is removed.
     /// </summary>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    public static Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+    internal static Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default) =>
         QedImageCreator.CreateAsync(path, options, cancellationToken);
 
     /// <summary>Writes a new, empty QED image onto <paramref name="storage"/> (whose old content is discarded).</summary>
-    public static Task CreateAsync(IBlockStorage storage, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+    internal static Task CreateAsync(IBlockStorage storage, QedCreateOptions options, CancellationToken cancellationToken = default) =>
         QedImageCreator.CreateAsync(storage, options, cancellationToken);
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
@@ -142,16 +145,24 @@ public sealed partial class QedImage : DiskImage
 
     /// <summary>
     /// Opens a QED image on <paramref name="file"/>. <paramref name="openBacking"/> is called with the backing name
-    /// from the header and the format to force ("raw" under NO_PROBE, else null to probe); without it, or with
-    /// <see cref="ImageOpenOptions.NoBacking"/>, the backing chain is not opened.
+    /// from the header and the format to force (<see cref="ImageFormat.Raw"/> under NO_PROBE, else null to probe);
+    /// without it, or with <see cref="ImageOpenOptions.NoBacking"/>, the backing chain is not opened.
     /// </summary>
     /// <exception cref="ImageFormatException">The header or L1 table is malformed.</exception>
     public static Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options = null,
-        Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default) =>
-        OpenAsync(file, options, openBacking, QedTuning.Default, cancellationToken);
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking = null, CancellationToken cancellationToken = default) =>
+        OpenCoreAsync(file, options, ImageOpener.ByName(openBacking), QedTuning.Default, cancellationToken);
 
     /// <summary>Opens as the public overload does, with test tuning (<see cref="QedTuning"/>).</summary>
-    internal static async Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options,
+    internal static Task<QedImage> OpenAsync(IBlockStorage file, ImageOpenOptions? options,
+        Func<string, ImageFormat?, CancellationToken, Task<DiskImage>>? openBacking, QedTuning tuning, CancellationToken cancellationToken = default) =>
+        OpenCoreAsync(file, options, ImageOpener.ByName(openBacking), tuning, cancellationToken);
+
+    /// <summary>
+    /// Opens as the public overload does, with <paramref name="tuning"/>; <paramref name="openBacking"/> gets the
+    /// backing format by qemu-img's name.
+    /// </summary>
+    internal static async Task<QedImage> OpenCoreAsync(IBlockStorage file, ImageOpenOptions? options,
         Func<string, string?, CancellationToken, Task<DiskImage>>? openBacking, QedTuning tuning, CancellationToken cancellationToken = default)
     {
         options ??= new ImageOpenOptions();

@@ -1,5 +1,4 @@
 using System.Text;
-using Qed.Formats.Qed;
 using Qed.Storage;
 
 namespace Qed.Formats.Qed;
@@ -16,28 +15,38 @@ internal static class QedImageCreator
 {
     /// <summary>
     /// Creates a QED image file, replacing any file of that name. All options are validated, and the backing file
-    /// opened, before the file is touched; if writing fails the file is removed.
+    /// opened, before the file is touched; if writing fails the file is removed (if this call created it).
     /// </summary>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    public static async Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default)
-    {
-        long size = await ImageCreation.ResolveSizeAsync(path, options.Size, options.BackingFile, options.BackingFormat, options.Unsafe, cancellationToken).ConfigureAwait(false);
-        var (header, name) = PlanLayout(options, size);
-        await ImageCreation.WriteNewFileAsync(path, file => WriteLayoutAsync(file, header, name, cancellationToken)).ConfigureAwait(false);
-    }
+    public static Task CreateAsync(string path, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+        ImageCreation.CreateFileAsync(path, ImageFormat.Qed, options, cancellationToken);
 
     /// <summary>Writes a new, empty QED image onto <paramref name="storage"/> (whose old content is discarded).</summary>
-    public static async Task CreateAsync(IBlockStorage storage, QedCreateOptions options, CancellationToken cancellationToken = default)
+    public static async Task CreateAsync(IBlockStorage storage, QedCreateOptions options, CancellationToken cancellationToken = default) =>
+        await Plan(options, ImageCreation.RequireSize(options)).Invoke(storage, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Validates the options (opening the backing file for its size where they say so) and returns what writes the
+    /// image; nothing is written yet.
+    /// </summary>
+    internal static async Task<ImageCreation.Writer> PlanAsync(string path, QedCreateOptions options, CancellationToken ct)
     {
-        if (options.Size is null) throw new ArgumentException("Image creation needs a size parameter", nameof(options));
-        var (header, name) = PlanLayout(options, options.Size.Value);
-        await WriteLayoutAsync(storage, header, name, cancellationToken).ConfigureAwait(false);
+        long size = await ImageCreation.ResolveSizeAsync(path, options, ct).ConfigureAwait(false);
+        return Plan(options, size);
+    }
+
+    /// <summary>Validates the options for a guest of <paramref name="size"/> bytes and returns what writes the image.</summary>
+    internal static ImageCreation.Writer Plan(QedCreateOptions options, long size)
+    {
+        var (header, name) = PlanLayout(options, size);
+        return (storage, ct) => WriteLayoutAsync(storage, header, name, ct);
     }
 
     /// <summary>Validates the options and builds the header; refuses geometries QEMU 7.2 creates but cannot open.</summary>
     internal static (QedHeader Header, byte[] BackingName) PlanLayout(QedCreateOptions options, long size)
     {
-        uint cs = options.ClusterSize, ts = options.TableSize;
+        // Negative values wrap to huge ones, which no range check passes.
+        uint cs = (uint)(options.ClusterSize ?? QedCreateOptions.DefaultClusterSize), ts = (uint)options.TableSize;
         if (!QedHeader.IsPowerOfTwoIn(cs, QedHeader.MinClusterSize, QedHeader.MaxClusterSize))
             throw new ArgumentException("QED cluster size must be within range [4096, 67108864] and power of 2");
         if (!QedHeader.IsPowerOfTwoIn(ts, 1, QedHeader.MaxTableSize))
@@ -57,14 +66,13 @@ internal static class QedImageCreator
         var features = QedFeatures.None;
         if (options.BackingFile != null)
         {
-            if (options.BackingFormat != null && !QedImage.KnownFormats.Contains(options.BackingFormat))
-                throw new ArgumentException($"Unknown backing file format '{options.BackingFormat}'");
+            ImageCreation.CheckBackingFormat(options);
             name = Encoding.UTF8.GetBytes(options.BackingFile);
             if (name.Length == 0) throw new ArgumentException("The backing file name is empty");
             if (name.Length > QedHeader.MaxBackingNameLength || QedHeader.Size + name.Length > cs)
                 throw new ArgumentException($"The backing file name is {name.Length} bytes; it must fit in the header cluster after 64 bytes and be under 4096 bytes");
             features = QedFeatures.BackingFile;
-            if (options.BackingFormat == "raw") features |= QedFeatures.BackingFormatNoProbe;
+            if (options.BackingFormat == ImageFormat.Raw) features |= QedFeatures.BackingFormatNoProbe;
         }
         var header = new QedHeader
         {

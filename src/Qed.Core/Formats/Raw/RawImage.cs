@@ -48,18 +48,22 @@ public sealed class RawImage : DiskImage
     /// create -f raw). A file in use, or a name that is not a regular file, is refused untouched; on failure the file
     /// is removed only if this call created it.
     /// </summary>
-    public static Task CreateAsync(string path, long size, CancellationToken cancellationToken = default)
+    internal static Task CreateAsync(string path, long size, CancellationToken cancellationToken = default) =>
+        ImageCreation.WriteNewFileAsync(path, PlanCreate(size), cancellationToken);
+
+    /// <summary>Validates <paramref name="size"/> and returns what makes storage a sparse raw image of it.</summary>
+    internal static ImageCreation.Writer PlanCreate(long size)
     {
         if (size < 0) throw new ArgumentException($"Image size must not be negative (size={size})", nameof(size));
-        return ImageCreation.WriteNewFileAsync(path, async file =>
+        return async (file, ct) =>
         {
-            await file.SetLengthAsync(0, cancellationToken).ConfigureAwait(false);
-            await file.SetLengthAsync(size, cancellationToken).ConfigureAwait(false);
-        });
+            await file.SetLengthAsync(0, ct).ConfigureAwait(false);
+            await file.SetLengthAsync(size, ct).ConfigureAwait(false);
+        };
     }
 
     /// <inheritdoc />
-    public override string Format => "raw";
+    public override ImageFormat Format => ImageFormat.Raw;
     /// <inheritdoc />
     public override string Name => _file.Name;
     /// <inheritdoc />

@@ -59,7 +59,7 @@ internal sealed class MigrationPlanner
     {
         try
         {
-            await Qcow2Image.CreateAsync(new MemoryStorage(), qcow2 with { Size = 1 << 20, BackingFile = null, BackingFormat = null, Unsafe = false,
+            await Qcow2Image.CreateAsync(new MemoryStorage(), qcow2 with { Size = 1 << 20, BackingFile = null, BackingFormat = null, BackingCheck = BackingFileCheck.Open,
                 Preallocation = Qcow2Preallocation.Off }, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ArgumentException or NotSupportedException or ImageFormatException)
@@ -117,7 +117,7 @@ internal sealed class MigrationPlanner
         try
         {
             using var file = FileStorage.Open(path, writable: false, locking: FileLockMode.None);
-            return await DiskImage.ProbeFormatAsync(file, ct).ConfigureAwait(false);
+            return (await DiskImage.ProbeFormatAsync(file, ct).ConfigureAwait(false)).Name();
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -207,10 +207,10 @@ internal sealed class MigrationPlanner
             case "qcow2":
             {
                 await using var image = await DiskImage.OpenAsync(node.Path,
-                    new ImageOpenOptions { Format = "qcow2", ReadOnly = true, NoBacking = true, Locking = false }, ct).ConfigureAwait(false);
+                    new ImageOpenOptions { Format = ImageFormat.Qcow2, ReadOnly = true, NoBacking = true, Locking = false }, ct).ConfigureAwait(false);
                 var qcow2 = (Qcow2Image)image;
                 node.VirtualSize = qcow2.Size;
-                return (qcow2.BackingFilename, qcow2.BackingFormat);
+                return (qcow2.BackingFilename, qcow2.BackingFormatName);
             }
             default:
                 node.VirtualSize = new FileInfo(node.Path).Length;

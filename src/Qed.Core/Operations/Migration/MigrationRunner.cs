@@ -217,7 +217,7 @@ internal sealed class MigrationRunner
     }
 
     private Task<DiskImage> OpenSourceAsync(MigrationStep step, CancellationToken ct) =>
-        DiskImage.OpenAsync(step.Source, new ImageOpenOptions { Format = step.SourceFormat, ReadOnly = true }, ct);
+        DiskImage.OpenAsync(step.Source, new ImageOpenOptions { Format = ImageFormatNames.FromName(step.SourceFormat), ReadOnly = true }, ct);
 
     private async Task<MigrationEntry> ConvertAsync(MigrationStep step, string temp, Stopwatch clock, StrongBox<long> counted, CancellationToken ct)
     {
@@ -270,7 +270,7 @@ internal sealed class MigrationRunner
                 seen = was;
             }
         });
-        await using (var target = await DiskImage.OpenAsync(temp, new ImageOpenOptions { Format = step.TargetFormat }, ct).ConfigureAwait(false))
+        await using (var target = await DiskImage.OpenAsync(temp, new ImageOpenOptions { Format = ImageFormatNames.FromName(step.TargetFormat) }, ct).ConfigureAwait(false))
         {
             var copy = new ConvertOptions
             {
@@ -315,8 +315,8 @@ internal sealed class MigrationRunner
                 {
                     Size = source.Size,
                     BackingFile = step.TargetBackingName,
-                    BackingFormat = step.Backing?.TargetFormat,
-                    Unsafe = false,
+                    BackingFormat = ImageFormatNames.FromName(step.Backing?.TargetFormat),
+                    BackingCheck = BackingFileCheck.Open,
                 };
                 // A qcow2 file brought along keeps its cluster size.
                 if (step.BroughtAlong) qcow2 = qcow2 with { ClusterSize = source.ClusterSize };

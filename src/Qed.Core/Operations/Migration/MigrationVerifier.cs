@@ -32,7 +32,7 @@ internal static class MigrationVerifier
         }
 
         await using var target = await DiskImage.OpenAsync(targetPath,
-            new ImageOpenOptions { Format = targetFormat, ReadOnly = true }, ct).ConfigureAwait(false);
+            new ImageOpenOptions { Format = ImageFormatNames.FromName(targetFormat), ReadOnly = true }, ct).ConfigureAwait(false);
         if (target.Size != source.Size)
             return new Verdict($"the target's size ({target.Size}) differs from the source's ({source.Size})", check);
         if (!salvaging)

@@ -21,7 +21,7 @@ internal sealed class SalvagingImage : DiskImage
         _backing = inner.Backing is { } below ? new SalvagingImage(below, owner: false) : null;
     }
 
-    public override string Format => _inner.Format;
+    public override ImageFormat Format => _inner.Format;
     public override string Name => _inner.Name;
     public override long Size => _inner.Size;
     public override bool IsReadOnly => true;

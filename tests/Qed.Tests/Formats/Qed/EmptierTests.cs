@@ -77,8 +77,8 @@ public class EmptierTests
         var baseBytes = new byte[Size];
         new Random(5).NextBytes(baseBytes);
         var top = new MemoryStorage("top.qed");
-        await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = "raw" });
-        Task<DiskImage> OpenBase(string name, string? format, CancellationToken ct) =>
+        await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
+        Task<DiskImage> OpenBase(string name, ImageFormat? format, CancellationToken ct) =>
             Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", canWrite: false), readOnly: true));
         var model = (byte[])baseBytes.Clone();
         await using (var image = await QedImage.OpenAsync(top, null, OpenBase))
