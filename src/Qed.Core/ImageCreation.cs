@@ -40,7 +40,7 @@ internal static class ImageCreation
             await write(file, ct).ConfigureAwait(false);
             // The creator's locks share "write" with other openers; an open image's (qemu-img's read-write ones) do not.
             // Taken on the same handle, so no other opener can come between the creation and the open.
-            ImageLock.Acquire(file.Handle, host, ImageLock.Writer);
+            file.RelockAsWriter();
             return await ImageOpener.OpenCreatedAsync(file, path, open, ct).ConfigureAwait(false);
         }
         catch

@@ -19,7 +19,7 @@ public sealed class FileStorage : IBlockStorage
     private readonly SafeFileHandle _handle;
     private readonly SafeFileHandle _control;    // control calls (Windows: a synchronous second handle; elsewhere _handle)
     private readonly NativeLock.FileId? _id;     // the file's identity, where the host tells it
-    private readonly IDisposable? _locks;        // what lets the image locks go, where closing the handle does not
+    private IDisposable? _locks;                 // what lets the image locks go, where closing the handle does not
 
     private readonly CacheMode _cache;
     private readonly SafeFileHandle? _direct; // cache-bypassing handle under cache=none/directsync (DirectIO.cs)
@@ -160,6 +160,24 @@ public sealed class FileStorage : IBlockStorage
             if (created) TryDelete(path);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Replaces the locks taken by <see cref="Create"/> with a read-write open's, on the same handle, so the image a
+    /// creation returns is locked as any open image. OFD locks are simply taken on top (the creator's bytes are a subset
+    /// of the writer's). Record and Windows locks are let go first and then taken again: this process's table (and
+    /// LockFileEx) would otherwise count the creator's own bytes as another opener's. In that short gap another process
+    /// could take a lock; the new locks' own conflict test then refuses, and the creation fails without harm.
+    /// Only for a storage not yet shared with anyone.
+    /// </summary>
+    internal void RelockAsWriter()
+    {
+        if (_locks is { } old)
+        {
+            _locks = null;
+            old.Dispose();
+        }
+        _locks = ImageLock.Acquire(_handle, Name, _id, ImageLock.Writer);
     }
 
     /// <summary>Whether <see cref="Create"/> made this file (it did not exist before), so that only then is it removed on failure.</summary>
