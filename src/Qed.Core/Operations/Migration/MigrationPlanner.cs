@@ -47,7 +47,7 @@ internal sealed class MigrationPlanner
     public static async Task<MigrationPlan> PlanAsync(IReadOnlyList<string> sources, string targetDir, MigrationOptions options, CancellationToken ct)
     {
         if (sources.Count == 0) throw new ArgumentException("No source images or folders given", nameof(sources));
-        if (options.TargetFormat == "qcow2") await ValidateQcow2Async(options.Qcow2, ct).ConfigureAwait(false);
+        if (options.TargetFormat == ImageFormat.Qcow2) await ValidateQcow2Async(options.Qcow2, ct).ConfigureAwait(false);
         var planner = new MigrationPlanner(targetDir, options);
         foreach (string source in sources) await planner.FindAsync(source, ct).ConfigureAwait(false);
         foreach (var node in planner._found) await planner.ResolveAsync(node, [], ct).ConfigureAwait(false);
@@ -248,7 +248,7 @@ internal sealed class MigrationPlanner
                 SourceFormat = node.Format,
                 SourceChain = node.Chain,
                 Target = node.Target!,
-                TargetFormat = node.Format == "qed" ? _options.TargetFormat : node.Format,
+                TargetFormat = node.Format == "qed" ? _options.TargetFormat.Name() : node.Format,
                 VirtualSize = node.VirtualSize,
                 Backing = _options.KeepsChains ? node.Backing?.Step : null,
                 BroughtAlong = node.Format != "qed",

@@ -68,7 +68,7 @@ internal sealed class MigrationRunner
         lock (_done)
             foreach (var step in _plan.Steps)
                 if (_done.TryGetValue(step, out var entry) || _previous.TryGetValue(step.Target, out entry)) entries.Add(entry);
-        return new MigrationReport(_plan.TargetDirectory, _plan.Options.TargetFormat, _plan.Options.Flatten, entries);
+        return new MigrationReport(_plan.TargetDirectory, _plan.Options.TargetFormat.Name(), _plan.Options.Flatten, entries);
     }
 
     private async Task WriteReportAsync()
@@ -232,7 +232,7 @@ internal sealed class MigrationRunner
         {
             // The check in memory: read-only, no repair. Leaks (what a crash leaves) do not matter to the guest content.
             using var file = FileStorage.Open(step.Source, writable: false, locking: FileLockMode.None);
-            var found = await QedChecker.CheckAsync(file, CheckRepair.None, ct).ConfigureAwait(false);
+            var found = await QedChecker.CheckAsync(file, CheckRepair.None, null, ct).ConfigureAwait(false);
             if (found.Corruptions != 0 || found.CheckErrors != 0)
             {
                 string what = $"its check found {MigrationText.Count(found.Corruptions, "corruption")} and {MigrationText.Count(found.CheckErrors, "check error")}"
@@ -301,9 +301,9 @@ internal sealed class MigrationRunner
     }
 
     /// <summary>Progress reports handed on as they come (Progress&lt;T&gt; would post them to the thread pool, late).</summary>
-    private sealed class Relay(Action<ConvertProgress> report) : IProgress<ConvertProgress>
+    private sealed class Relay(Action<ImageProgress> report) : IProgress<ImageProgress>
     {
-        public void Report(ConvertProgress value) => report(value);
+        public void Report(ImageProgress value) => report(value);
     }
 
     private async Task CreateTargetAsync(MigrationStep step, string temp, DiskImage source, CancellationToken ct)
