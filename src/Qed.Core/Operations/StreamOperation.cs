@@ -22,12 +22,20 @@ internal static class StreamOperation
     /// </summary>
     /// <exception cref="ArgumentException">The base is not in the chain, has another format than asked, or its name does not fit the header; nothing is changed.</exception>
     /// <exception cref="NotSupportedException">The header has compat feature bits this program does not know; nothing is changed.</exception>
-    public static async Task RunAsync(QedImage image, StreamOptions options, IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default)
+    public static Task RunAsync(QedImage image, StreamOptions options, IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        RunAsync(image, options, options.BaseFormat?.Name(), progress, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RunAsync(QedImage, StreamOptions, IProgress{ImageProgress}?, CancellationToken)"/>, with the base's
+    /// format as qemu-img names it (the qed tool's <c>-F</c>, which may name no format at all: then the base never has it),
+    /// in place of <see cref="StreamOptions.BaseFormat"/>.
+    /// </summary>
+    public static async Task RunAsync(QedImage image, StreamOptions options, string? baseFormat, IProgress<ImageProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Base is null)
         {
-            if (options.BackingFile != null || options.BaseFormat != null)
+            if (options.BackingFile != null || baseFormat != null)
                 throw new ArgumentException("A backing file name or format needs a base (-b): streaming the whole chain leaves no backing file");
             if (image.Backing is null) return;
             image.ValidateBackingChange(null);
@@ -37,8 +45,8 @@ internal static class StreamOperation
         }
 
         var (layer, depth, storedName) = FindBase(image, options.Base);
-        if (options.BaseFormat is { } baseFormat && baseFormat.Name() != layer.Format)
-            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format} image, not {baseFormat.Name()}");
+        if (baseFormat != null && baseFormat != layer.Format)
+            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format} image, not {baseFormat}");
         string name = options.BackingFile ?? NameFor(image, options.Base, layer, storedName);
         image.ValidateBackingChange(name);
         await CopyAsync(image, depth, layer, progress, cancellationToken).ConfigureAwait(false);

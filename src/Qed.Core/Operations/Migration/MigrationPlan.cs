@@ -64,7 +64,7 @@ public sealed class MigrationPlan
         MigrationRunner.RunAsync(this, progress is null ? null : new BytesOnly(progress), cancellationToken);
 
     /// <summary>Runs the plan with the qed tool's progress (images done and total as well as bytes).</summary>
-    internal Task<MigrationReport> RunWithCountsAsync(IProgress<MigrationProgress>? progress, CancellationToken cancellationToken) =>
+    internal Task<MigrationReport> RunWithCountsAsync(IProgress<MigrationProgress>? progress, CancellationToken cancellationToken = default) =>
         MigrationRunner.RunAsync(this, progress, cancellationToken);
 
     /// <summary>The runner's reports as <see cref="ImageProgress"/>, handed on as they come.</summary>
