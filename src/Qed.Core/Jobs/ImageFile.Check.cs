@@ -60,7 +60,7 @@ public static partial class ImageFile
         if (!image.IsReadOnly) await image.FlushAsync(cancellationToken).ConfigureAwait(false);
         return image switch
         {
-            QedImage qed => await QedChecker.CheckAsync(qed.Storage, CheckRepair.None, progress, cancellationToken).ConfigureAwait(false),
+            QedImage qed => await QedChecker.CheckAsync(new OpenImageFileView(qed.Storage, qed.FileLengthInUse), CheckRepair.None, progress, cancellationToken).ConfigureAwait(false),
             Qcow2Image qcow2 => await Qcow2Checker.CheckAsync(qcow2.Storage, CheckRepair.None, progress, cancellationToken).ConfigureAwait(false),
             Formats.Raw.RawImage => throw RawHasNoCheck(image.Name),
             _ => throw new NotSupportedException($"'{image.Name}' is a {image.GetType().Name}: only QED and qcow2 images opened by this library can be checked"),

@@ -122,6 +122,12 @@ public sealed partial class QedImage : DiskImage
     /// <summary>The storage under the image, for tools such as check.</summary>
     internal IBlockStorage Storage => _file;
 
+    /// <summary>
+    /// The file's length without the space grown ahead for new clusters (what closing leaves): the length a check of
+    /// the open image judges leaks by.
+    /// </summary>
+    internal long FileLengthInUse => _allocator.TrimmedLength;
+
     /// <summary>Formats known as backing files.</summary>
     internal static readonly string[] KnownFormats = ["qed", "raw", "qcow2"];
 
