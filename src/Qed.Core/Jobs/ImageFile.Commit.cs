@@ -70,4 +70,27 @@ public static partial class ImageFile
             throw new NotSupportedException($"Cannot stream into '{path}': it is a {image.Format} image, and streaming works on QED images");
         await StreamOperation.RunAsync(qed, options, progress, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Streams into an open, writable QED image, which stays in use meanwhile (it may be served): reads and writes go
+    /// on throughout, and a write that reaches a cluster first is never overwritten with older chain data. Otherwise as
+    /// <see cref="StreamAsync(string, StreamOptions?, IProgress{ImageProgress}?, CancellationToken)"/>.
+    /// </summary>
+    /// <param name="image">The open QED image.</param>
+    /// <param name="options">The base and the name to record for it; null to stream the whole chain.</param>
+    /// <param name="progress">Guest bytes examined (see <see cref="ImageProgress"/>).</param>
+    /// <param name="cancellationToken">Stops the copy; the image still reads the same and keeps its backing file.</param>
+    /// <exception cref="NotSupportedException">The image is not QED.</exception>
+    /// <exception cref="InvalidOperationException">The image is open read-only.</exception>
+    public static Task StreamAsync(DiskImage image, StreamOptions? options = null, IProgress<ImageProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        options ??= new StreamOptions();
+        CheckFormat(options.BaseFormat, nameof(options));
+        if (image is not QedImage qed)
+            throw new NotSupportedException($"Cannot stream into '{image.Name}': it is a {image.Format} image, and streaming works on QED images");
+        if (qed.IsReadOnly) throw new InvalidOperationException($"The image '{image.Name}' is open read-only: it cannot be streamed into");
+        return StreamOperation.RunAsync(qed, options, progress, cancellationToken);
+    }
 }

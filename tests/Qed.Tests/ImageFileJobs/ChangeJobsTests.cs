@@ -114,6 +114,25 @@ public sealed class ChangeJobsTests : ImageFileFixture
     }
 
     [Fact]
+    public async Task AnOpenImageIsStreamedIntoWhileItStaysWritable()
+    {
+        await QedAsync("base.qed", writes: [(0, 1 << 20, 0x63)]);
+        string top = await QedAsync("top.qed", backing: "base.qed");
+        await using (var image = (QedImage)await DiskImage.OpenAsync(top))
+        {
+            await ImageFile.StreamAsync(image);
+            Assert.Null(image.BackingFilename);
+            await image.WriteAsync(4096, new byte[] { 1 }); // still open for writing
+        }
+        File.Delete(P("base.qed"));
+        var content = await ContentAsync(top);
+        Assert.Equal([0x63, 1, 0x63], new[] { content[0], content[4096], content[(1 << 20) - 1] });
+
+        await using var raw = await DiskImage.OpenAsync(await QedAsync("x.qed"), new ImageOpenOptions { ReadOnly = true });
+        await Assert.ThrowsAsync<InvalidOperationException>(() => ImageFile.StreamAsync(raw));
+    }
+
+    [Fact]
     public async Task MigrateConvertsVerifiesAndReportsProgressPerImage()
     {
         Directory.CreateDirectory(P("vault"));
