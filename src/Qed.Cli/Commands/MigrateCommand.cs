@@ -147,9 +147,9 @@ internal static class MigrateCommand
                 Console.WriteLine($"  {Show(step.Source)}: not migrated: {step.Problem}");
                 continue;
             }
-            string detail = step.TargetFormat
+            string detail = step.TargetFormat.Name()
                 + (step.BroughtAlong ? ", brought along" : "")
-                + (step.TargetBackingName is { } b ? $", backing {b} ({step.Backing!.TargetFormat})" : "");
+                + (step.TargetBackingName is { } b ? $", backing {b} ({step.Backing!.TargetFormat.Name()})" : "");
             Console.WriteLine($"  {Show(step.Source)} -> {Show(step.Target)} ({detail})");
         }
         Console.WriteLine($"Report: {Show(plan.ReportPath)}");

@@ -62,7 +62,7 @@ public sealed class MigrationPlanTests : IDisposable
         var plan = await PlanAsync();
         Assert.Equal(2, plan.Steps.Count);
         Assert.True(plan.Steps[0].BroughtAlong);
-        Assert.Equal(("raw", P("out/base.raw")), (plan.Steps[0].TargetFormat, plan.Steps[0].Target));
+        Assert.Equal((ImageFormat.Raw, P("out/base.raw")), (plan.Steps[0].TargetFormat, plan.Steps[0].Target));
         Assert.Equal("base.raw", plan.Steps[1].TargetBackingName);
 
         foreach (var options in new[] { new MigrationOptions { Flatten = true }, new MigrationOptions { TargetFormat = ImageFormat.Raw } })

@@ -245,10 +245,10 @@ internal sealed class MigrationPlanner
             var step = new MigrationStep
             {
                 Source = node.Path,
-                SourceFormat = node.Format,
+                SourceFormat = FormatOf(node),
                 SourceChain = node.Chain,
                 Target = node.Target!,
-                TargetFormat = node.Format == "qed" ? _options.TargetFormat.Name() : node.Format,
+                TargetFormat = node.Format == "qed" ? _options.TargetFormat : FormatOf(node),
                 VirtualSize = node.VirtualSize,
                 Backing = _options.KeepsChains ? node.Backing?.Step : null,
                 BroughtAlong = node.Format != "qed",
@@ -283,4 +283,9 @@ internal sealed class MigrationPlanner
         }
         node.Target = Rename(Path.Combine(_targetDir, "backing-files", Path.GetFileName(node.Path)));
     }
+
+    /// <summary>A node's probed format (the probe only ever names qed, qcow2 or raw).</summary>
+    private static ImageFormat FormatOf(Node node) =>
+        ImageFormatNames.TryParse(node.Format, out var format) ? format
+            : throw new InvalidOperationException($"'{node.Path}' was probed as '{node.Format}', which is no ImageFormat");
 }
