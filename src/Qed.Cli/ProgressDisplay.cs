@@ -4,12 +4,12 @@ namespace Qed.Cli;
 
 /// <summary>
 /// The -p progress display on stderr: a Spectre.Console bar on a terminal, qemu-img's "(x.xx/100%)" lines otherwise
-/// (so logs stay readable). Fed by the library's <see cref="IProgress{T}"/> reports.
+/// (so logs stay readable). Fed by the library's <see cref="ImageProgress"/> reports.
 /// </summary>
 internal static class ProgressDisplay
 {
     /// <summary>Runs <paramref name="work"/>, showing its progress when <paramref name="enabled"/>.</summary>
-    public static async Task RunAsync(bool enabled, string description, Func<IProgress<(long Done, long Total)>?, Task> work)
+    public static async Task RunAsync(bool enabled, string description, Func<IProgress<ImageProgress>?, Task> work)
     {
         if (!enabled)
         {
@@ -28,7 +28,7 @@ internal static class ProgressDisplay
 
     // Separate and not inlined so that Spectre.Console is only loaded when a bar is shown (start-up time of every command).
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    private static async Task RunWithBarAsync(string description, Func<IProgress<(long Done, long Total)>?, Task> work)
+    private static async Task RunWithBarAsync(string description, Func<IProgress<ImageProgress>?, Task> work)
     {
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         await console.Progress()
@@ -43,29 +43,29 @@ internal static class ProgressDisplay
     }
 
     /// <summary>Reports from many threads arrive out of order; only growth is shown.</summary>
-    private sealed class SpectreProgress(ProgressTask task) : IProgress<(long Done, long Total)>
+    private sealed class SpectreProgress(ProgressTask task) : IProgress<ImageProgress>
     {
         private long _shown = -1;
 
-        public void Report((long Done, long Total) value)
+        public void Report(ImageProgress value)
         {
             lock (this)
             {
-                if (value.Done <= _shown) return;
-                _shown = value.Done;
-                task.MaxValue = Math.Max(1, value.Total);
-                task.Value = value.Done;
+                if (value.BytesDone <= _shown) return;
+                _shown = value.BytesDone;
+                task.MaxValue = Math.Max(1, value.TotalBytes);
+                task.Value = value.BytesDone;
             }
         }
     }
 
-    private sealed class PlainProgress : IProgress<(long Done, long Total)>
+    private sealed class PlainProgress : IProgress<ImageProgress>
     {
         private int _shownPercent = -1;
 
-        public void Report((long Done, long Total) value)
+        public void Report(ImageProgress value)
         {
-            int percent = value.Total == 0 ? 100 : (int)(value.Done * 100 / value.Total);
+            int percent = value.TotalBytes == 0 ? 100 : (int)(value.BytesDone * 100 / value.TotalBytes);
             lock (this)
             {
                 if (percent <= _shownPercent) return;
@@ -76,7 +76,7 @@ internal static class ProgressDisplay
 
         public void Finish()
         {
-            Report((1, 1));
+            Report(new ImageProgress(1, 1));
             Console.Error.WriteLine();
         }
     }

@@ -43,7 +43,7 @@ internal static class CheckCommand
             ImageArgs.CheckForceShare(path, mode == CheckRepair.None, parse.GetValue(forceShare));
             var result = parse.GetValue(forceShare)
                 ? await CheckSharedAsync(path, fmt, ct)
-                : await QedChecker.CheckFileAsync(path, fmt, mode, ct);
+                : await QedChecker.CheckFileAsync(path, fmt, mode, null, ct);
             if (result is null)
             {
                 Console.Error.WriteLine($"{CliRunner.ProgramName}: This image format does not support checks");
@@ -67,7 +67,7 @@ internal static class CheckCommand
     }
 
     /// <summary>A read-only check beside a writer (-U): the file is opened sharing everything, as qemu-img check -U.</summary>
-    private static async Task<QedCheckResult?> CheckSharedAsync(string path, string? format, CancellationToken ct)
+    private static async Task<ImageCheckResult?> CheckSharedAsync(string path, string? format, CancellationToken ct)
     {
         Storage.FileStorage file;
         try
@@ -83,8 +83,8 @@ internal static class CheckCommand
             format ??= (await DiskImage.ProbeFormatAsync(file, ct)).Name();
             return format switch
             {
-                "qed" => await QedChecker.CheckAsync(file, CheckRepair.None, ct),
-                "qcow2" => await Qcow2Checker.CheckAsync(file, CheckRepair.None, ct),
+                "qed" => await QedChecker.CheckAsync(file, CheckRepair.None, null, ct),
+                "qcow2" => await Qcow2Checker.CheckAsync(file, CheckRepair.None, null, ct),
                 "raw" => null,
                 _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, qcow2, raw)"),
             };
@@ -92,11 +92,11 @@ internal static class CheckCommand
     }
 
     /// <summary>qemu-img's precedence: check errors, then corruptions, then leaks.</summary>
-    internal static int ExitCode(QedCheckResult r) =>
+    internal static int ExitCode(ImageCheckResult r) =>
         r.CheckErrors > 0 ? 1 : r.Corruptions > 0 ? 2 : r.Leaks > 0 ? 3 : 0;
 
     /// <summary>qemu-img's text, including the repair summary before the double check.</summary>
-    internal static string Human(QedCheckResult r, bool repairing)
+    internal static string Human(ImageCheckResult r, bool repairing)
     {
         var text = new StringBuilder();
         if (repairing && (r.CorruptionsFixed > 0 || r.LeaksFixed > 0))
@@ -130,7 +130,7 @@ internal static class CheckCommand
     /// qemu-img's JSON: four-space indent, keys in its (hash) order, zero counters omitted except check-errors
     /// (image-end-offset and compressed-clusters come first, as qemu-img prints them for qcow2).
     /// </summary>
-    internal static string Json(QedCheckResult r, string filename)
+    internal static string Json(ImageCheckResult r, string filename)
     {
         var fields = new List<string>();
         void Count(string key, long value, bool always = false)
@@ -147,7 +147,7 @@ internal static class CheckCommand
         Count("leaks-fixed", r.LeaksFixed);
         Count("allocated-clusters", r.AllocatedClusters);
         fields.Add($"\"filename\": {JsonString(filename)}");
-        fields.Add($"\"format\": {JsonString(r.Format)}");
+        fields.Add($"\"format\": {JsonString(r.Format.Name())}");
         Count("fragmented-clusters", r.FragmentedClusters);
         return "{\n    " + string.Join(",\n    ", fields) + "\n}\n";
     }

@@ -26,7 +26,7 @@ internal static class CommitCommand
             try
             {
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Committing", progress =>
-                    CommitOperation.CommitAsync(path, parse.GetValue(format), options, Relay.Of(progress), ct));
+                    CommitOperation.CommitAsync(path, parse.GetValue(format), options, progress, ct));
             }
             catch (CommitCopyException e)
             {
@@ -45,12 +45,4 @@ internal static class CommitCommand
         });
         return command;
     }
-}
-
-/// <summary>Adapts the library's byte progress to the display's (done, total) pairs.</summary>
-internal sealed class Relay(IProgress<(long Done, long Total)> inner) : IProgress<ConvertProgress>
-{
-    public static Relay? Of(IProgress<(long Done, long Total)>? inner) => inner is null ? null : new Relay(inner);
-
-    public void Report(ConvertProgress value) => inner.Report((value.BytesDone, value.TotalBytes));
 }

@@ -115,8 +115,7 @@ internal static class ConvertCommand
                     OnReadError = onReadError, OnBlockStatusError = onStatusError,
                 };
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Converting", progress =>
-                    ConvertOperation.CopyAsync(source, target, copy,
-                        Relay.Of(progress), ct));
+                    ConvertOperation.CopyAsync(source, target, copy, progress, ct));
             }
             catch when (create && !existed)
             {

@@ -24,10 +24,13 @@ internal static class MeasureCommand
         {
             string target = parse.GetValue(outFormat)!;
             var opts = OptionList.Parse(parse.GetValue(options) ?? []);
+            // An unknown format is refused where the measurement would start, after the other arguments (as ever).
+            bool knownFormat = ImageFormatNames.TryParse(target, out var targetFormat);
             var measure = new MeasureOptions
             {
-                Format = target,
-                ClusterSize = target == "raw" ? 65536 : opts.TakeSize("cluster_size") ?? 65536,
+                Format = targetFormat,
+                // Beyond int, no format takes it: the refusal names the largest int rather than wrapping round.
+                ClusterSize = target == "raw" ? 65536 : (int)Math.Clamp(opts.TakeSize("cluster_size") ?? 65536, int.MinValue, int.MaxValue),
                 TableSize = target == "qed" ? (int)(opts.TakeSize("table_size") ?? 4) : 4,
             };
             if (target == "qcow2" && opts.Take("compat") is { } compat && compat is not ("0.10" or "1.1" or "v2" or "v3"))
@@ -39,12 +42,14 @@ internal static class MeasureCommand
             if (sizeText != null)
             {
                 if (!SizeParser.TryParse(sizeText, out long bytes)) throw new CommandException($"Invalid image size specified: '{sizeText}'");
+                ThrowIfUnknown(knownFormat, target);
                 result = MeasureOperation.ForSize(bytes, measure);
             }
             else
             {
                 var (open, fmt) = ImageOptsArgs.Resolve(path!, parse.GetValue(imageOpts), parse.GetValue(format));
                 await using var image = await ImageArgs.OpenAsync(open, fmt, readOnly: true, ct: ct, forceShare: parse.GetValue(forceShare));
+                ThrowIfUnknown(knownFormat, target);
                 result = await MeasureOperation.ForImageAsync(image, measure, ct);
             }
             if (OutputOption.IsJson(parse, output))
@@ -54,5 +59,10 @@ internal static class MeasureCommand
             return 0;
         });
         return command;
+    }
+
+    private static void ThrowIfUnknown(bool known, string format)
+    {
+        if (!known) throw new NotSupportedException($"Unknown or unsupported target format '{format}' (known: qed, qcow2, raw)");
     }
 }

@@ -44,7 +44,7 @@ internal static class MigrateCommand
             if (j < 1) throw new CommandException($"Invalid number of jobs: {j} (at least 1)");
             var migration = new MigrationOptions
             {
-                TargetFormat = format,
+                TargetFormat = format == "raw" ? ImageFormat.Raw : ImageFormat.Qcow2,
                 Qcow2 = Qcow2Options(format, OptionList.Parse(parse.GetValue(options) ?? [])),
                 Flatten = parse.GetValue(flatten),
                 Jobs = j,
@@ -61,7 +61,7 @@ internal static class MigrateCommand
             MigrationReport result;
             try
             {
-                result = await plan.RunAsync(display, ct);
+                result = await plan.RunWithCountsAsync(display, ct);
             }
             finally
             {
@@ -139,7 +139,7 @@ internal static class MigrateCommand
     private static void PrintPlan(MigrationPlan plan)
     {
         var o = plan.Options;
-        Console.WriteLine($"Plan: {plan.Steps.Count} images into '{Show(plan.TargetDirectory)}' ({o.TargetFormat}, {(o.KeepsChains ? "chains kept" : "flattened")}, {o.Jobs} at a time)");
+        Console.WriteLine($"Plan: {plan.Steps.Count} images into '{Show(plan.TargetDirectory)}' ({o.TargetFormat.Name()}, {(o.KeepsChains ? "chains kept" : "flattened")}, {o.Jobs} at a time)");
         foreach (var step in plan.Steps)
         {
             if (step.Problem != null)
@@ -147,9 +147,9 @@ internal static class MigrateCommand
                 Console.WriteLine($"  {Show(step.Source)}: not migrated: {step.Problem}");
                 continue;
             }
-            string detail = step.TargetFormat
+            string detail = step.TargetFormat.Name()
                 + (step.BroughtAlong ? ", brought along" : "")
-                + (step.TargetBackingName is { } b ? $", backing {b} ({step.Backing!.TargetFormat})" : "");
+                + (step.TargetBackingName is { } b ? $", backing {b} ({step.Backing!.TargetFormat.Name()})" : "");
             Console.WriteLine($"  {Show(step.Source)} -> {Show(step.Target)} ({detail})");
         }
         Console.WriteLine($"Report: {Show(plan.ReportPath)}");
@@ -158,7 +158,7 @@ internal static class MigrateCommand
     private static void PrintSummary(MigrationPlan plan, MigrationReport report)
     {
         int ok = report.Entries.Count(e => e.Succeeded);
-        Console.WriteLine($"Migrated {ok} of {report.Entries.Count} images into '{Show(plan.TargetDirectory)}' ({plan.Options.TargetFormat}), each verified: "
+        Console.WriteLine($"Migrated {ok} of {report.Entries.Count} images into '{Show(plan.TargetDirectory)}' ({plan.Options.TargetFormat.Name()}), each verified: "
             + $"{report.Count(MigrationOutcome.Migrated)} converted, {report.Count(MigrationOutcome.UpToDate)} up to date, "
             + $"{report.Count(MigrationOutcome.Salvaged)} salvaged.");
         foreach (var e in report.Entries.Where(e => e.Outcome == MigrationOutcome.Salvaged))

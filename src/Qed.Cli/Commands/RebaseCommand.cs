@@ -39,7 +39,7 @@ internal static class RebaseCommand
             {
                 await ProgressDisplay.RunAsync(parse.GetValue(showProgress) && !parse.GetValue(quiet), "Rebasing", progress =>
                     RebaseOperation.RebaseAsync(path, parse.GetValue(format), b, bf, safe: !parse.GetValue(unsafeMode),
-                        forceShare: parse.GetValue(forceShare), Relay.Of(progress), ct));
+                        forceShare: parse.GetValue(forceShare), progress, ct));
             }
             catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException)
             {

@@ -24,10 +24,9 @@ internal static class StreamCommand
             await using var image = await ImageArgs.OpenAsync(parse.GetValue(file)!, parse.GetValue(format), readOnly: false, ct: ct);
             if (image is not QedImage qed)
                 throw new NotSupportedException($"stream works on QED images; '{image.Name}' is {image.Format.Name()}");
-            long size = qed.Size;
-            var options = new StreamOptions { Base = parse.GetValue(baseOption), BaseFormat = parse.GetValue(baseFormat) };
+            var options = new StreamOptions { Base = parse.GetValue(baseOption) };
             await ProgressDisplay.RunAsync(parse.GetValue(progress), "Streaming", async p =>
-                await StreamOperation.RunAsync(qed, options, p is null ? null : new Progress<long>(done => p.Report((done, size))), ct));
+                await StreamOperation.RunAsync(qed, options, parse.GetValue(baseFormat), p, ct));
             return 0;
         });
         return command;

@@ -101,7 +101,7 @@ internal sealed class IoFileCommands(IoOutput output, IoImageSlot slot, AioReque
             output.ErrorReport("Shrinking images is currently not supported");
             return false;
         }
-        await qed.ResizeAsync(size, allowShrink: false, ct);
+        await qed.ResizeAsync(size, new ResizeOptions(), ct);
         return true;
     }
 

@@ -77,7 +77,7 @@ internal sealed class Qcow2CheckScan
     }
 
     /// <summary>The counters and messages, qemu-img's.</summary>
-    public QedCheckResult Result { get; } = new() { Format = "qcow2" };
+    public ImageCheckResult Result { get; } = new() { Format = ImageFormat.Qcow2 };
     /// <summary>The references rebuilt from the metadata.</summary>
     public Qcow2References References { get; }
     /// <summary>Whether the refcount structure must be rebuilt to be repaired (a used cluster has refcount 0, or a
@@ -148,7 +148,7 @@ internal sealed class Qcow2CheckScan
         CheckRefcountBlocks();
         await CompareAsync(ct).ConfigureAwait(false);
         await CheckCopiedFlagsAsync(ct).ConfigureAwait(false);
-        if (_unlisted > 0) Result.Messages.Add($"({_unlisted} more problems not listed)");
+        if (_unlisted > 0) Result.MessageList.Add($"({_unlisted} more problems not listed)");
     }
 
     /// <summary>The snapshot table's bytes: each entry's fixed part, extra data, ID and name, padded to 8 bytes.</summary>
@@ -212,7 +212,7 @@ internal sealed class Qcow2CheckScan
 
     private void Message(string message)
     {
-        if (Result.Messages.Count < MaxMessages) Result.Messages.Add(message);
+        if (Result.Messages.Count < MaxMessages) Result.MessageList.Add(message);
         else _unlisted++;
     }
 

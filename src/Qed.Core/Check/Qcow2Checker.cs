@@ -29,7 +29,7 @@ namespace Qed.Check;
 /// Lowering a refcount never discards the cluster's bytes (qemu-img punches a hole): a leaked cluster may be the
 /// only copy of data a corrupted entry lost, and it stays readable in the file until the image reuses it.
 /// </remarks>
-public static class Qcow2Checker
+internal static class Qcow2Checker
 {
     /// <summary>Rounds of entry repairs: a copied table can hold entries that need copies of their own.</summary>
     private const int MaxEntryRounds = 4;
@@ -38,7 +38,32 @@ public static class Qcow2Checker
     /// <exception cref="ImageFormatException">The header is invalid (nothing can be checked).</exception>
     /// <exception cref="NotSupportedException">The image uses a feature this library cannot check (encryption,
     /// an external data file, subclusters, zstd).</exception>
-    public static async Task<QedCheckResult> CheckAsync(IBlockStorage file, CheckRepair repair, CancellationToken cancellationToken = default)
+    /// <param name="file">The image file.</param>
+    /// <param name="repair">What may be repaired.</param>
+    /// <param name="progress">Reported at the start (0) and once the check is done (the guest size); qcow2's passes
+    /// are not broken down further.</param>
+    /// <param name="cancellationToken">Cancels the check; a repair cut off leaves an image no worse than before.</param>
+    public static async Task<ImageCheckResult> CheckAsync(IBlockStorage file, CheckRepair repair, IProgress<ImageProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var result = await CheckCoreAsync(file, repair, progress, cancellationToken).ConfigureAwait(false);
+        if (progress != null && result.Failure is null)
+        {
+            long size = (long)Qcow2Header.Parse(await ReadHeadAsync(file, cancellationToken).ConfigureAwait(false)).Size;
+            progress.Report(new ImageProgress(size, size));
+        }
+        return result;
+    }
+
+    private static async Task<byte[]> ReadHeadAsync(IBlockStorage file, CancellationToken ct)
+    {
+        var head = new byte[Qcow2Header.V3WrittenLength];
+        await file.ReadAsync(0, head, ct).ConfigureAwait(false);
+        return head;
+    }
+
+    private static async Task<ImageCheckResult> CheckCoreAsync(IBlockStorage file, CheckRepair repair, IProgress<ImageProgress>? progress,
+        CancellationToken cancellationToken)
     {
         var ct = cancellationToken;
         if (file.Length < Qcow2Header.V2Length)
@@ -49,6 +74,7 @@ public static class Qcow2Checker
         header.Validate(file.Length);
         if (repair != CheckRepair.None && !file.CanWrite)
             throw new InvalidOperationException($"'{file.Name}' is open read-only: it cannot be repaired");
+        progress?.Report(new ImageProgress(0, (long)header.Size));
 
         var first = await Qcow2CheckScan.RunAsync(file, header, forRebuild: false, ct).ConfigureAwait(false);
         if (repair == CheckRepair.None) return first.Result;
@@ -76,8 +102,8 @@ public static class Qcow2Checker
                 failed.CheckErrors++;
                 failed.Failure = "Input/output error";
                 failed.CorruptionsFixed = corruptionsFixed;
-                failed.Messages.Clear();
-                failed.Messages.AddRange(messages);
+                failed.MessageList.Clear();
+                failed.MessageList.AddRange(messages);
                 return failed;
             }
             messages.Add("Rebuilding refcount structure");
@@ -119,8 +145,8 @@ public static class Qcow2Checker
         await file.FlushAsync(ct).ConfigureAwait(false);
         result.CorruptionsFixed = corruptionsFixed;
         result.LeaksFixed = leaksFixed;
-        if (corruptionsFixed == 0 && leaksFixed == 0) result.Messages.Clear(); // nothing changed: the first pass said it all
-        result.Messages.InsertRange(0, messages);
+        if (corruptionsFixed == 0 && leaksFixed == 0) result.MessageList.Clear(); // nothing changed: the first pass said it all
+        result.MessageList.InsertRange(0, messages);
         return result;
     }
 

@@ -29,11 +29,16 @@ namespace Qed.Check;
 /// </list>
 /// Memory is bounded by the tables in the file, never by the virtual size.
 /// </remarks>
-public static class QedChecker
+internal static class QedChecker
 {
     /// <summary>Checks the QED image in <paramref name="file"/>, repairing as <paramref name="repair"/> allows.</summary>
     /// <exception cref="ImageFormatException">The header itself is invalid (nothing can be checked).</exception>
-    public static async Task<QedCheckResult> CheckAsync(IBlockStorage file, CheckRepair repair, CancellationToken cancellationToken = default)
+    /// <param name="file">The image file.</param>
+    /// <param name="repair">What may be repaired.</param>
+    /// <param name="progress">Guest bytes whose tables the first pass has walked, after each L2 table (see <see cref="ImageProgress"/>).</param>
+    /// <param name="cancellationToken">Cancels between tables; a repair cut off leaves an image no worse than before.</param>
+    public static async Task<ImageCheckResult> CheckAsync(IBlockStorage file, CheckRepair repair, IProgress<ImageProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         var headerBytes = new byte[QedHeader.Size];
         await file.ReadAsync(0, headerBytes, cancellationToken).ConfigureAwait(false);
@@ -48,7 +53,7 @@ public static class QedChecker
             await HeaderWriter.WriteAsync(file, header, cancellationToken).ConfigureAwait(false);
             await file.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-        var (result, _) = await RunAsync(file, header, repair, cancellationToken).ConfigureAwait(false);
+        var (result, _) = await RunAsync(file, header, repair, progress, cancellationToken).ConfigureAwait(false);
         return result;
     }
 
@@ -59,7 +64,8 @@ public static class QedChecker
     /// </summary>
     /// <exception cref="ImageFormatException">The file is not a valid image of the format.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    public static async Task<QedCheckResult?> CheckFileAsync(string path, string? format, CheckRepair repair, CancellationToken cancellationToken = default)
+    public static async Task<ImageCheckResult?> CheckFileAsync(string path, string? format, CheckRepair repair, IProgress<ImageProgress>? progress = null,
+        CancellationToken cancellationToken = default)
     {
         FileStorage file;
         try
@@ -75,8 +81,8 @@ public static class QedChecker
             format ??= (await ImageOpener.ProbeAsync(file, cancellationToken).ConfigureAwait(false)).Name();
             return format switch
             {
-                "qed" => await CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),
-                "qcow2" => await Qcow2Checker.CheckAsync(file, repair, cancellationToken).ConfigureAwait(false),
+                "qed" => await CheckAsync(file, repair, progress, cancellationToken).ConfigureAwait(false),
+                "qcow2" => await Qcow2Checker.CheckAsync(file, repair, progress, cancellationToken).ConfigureAwait(false),
                 "raw" => null,
                 _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, qcow2, raw)"),
             };
@@ -86,16 +92,23 @@ public static class QedChecker
     /// <summary>The automatic check of a read-write open with NEED_CHECK set; returns the header as it now is.</summary>
     internal static async Task<QedHeader> RepairOnOpenAsync(IBlockStorage file, QedHeader header, CancellationToken ct)
     {
-        var (result, newHeader) = await RunAsync(file, header, CheckRepair.All, ct).ConfigureAwait(false);
+        var (result, newHeader) = await RunAsync(file, header, CheckRepair.All, null, ct).ConfigureAwait(false);
         if (result.CheckErrors != 0)
             throw new ImageFormatException($"Image corrupted: the automatic check of '{file.Name}' could not read its tables", "features", 16);
         return newHeader;
     }
 
-    private static async Task<(QedCheckResult, QedHeader)> RunAsync(IBlockStorage file, QedHeader header, CheckRepair repair, CancellationToken ct)
+    private static async Task<(ImageCheckResult, QedHeader)> RunAsync(IBlockStorage file, QedHeader header, CheckRepair repair,
+        IProgress<ImageProgress>? progress, CancellationToken ct)
     {
+        long total = (long)header.ImageSize;
+        progress?.Report(new ImageProgress(0, total));
         if (repair == CheckRepair.None)
-            return ((await WalkAsync(file, header, fixEntries: false, ct).ConfigureAwait(false)).Result, header);
+        {
+            var only = await WalkAsync(file, header, fixEntries: false, ct, progress).ConfigureAwait(false);
+            progress?.Report(new ImageProgress(total, total));
+            return (only.Result, header);
+        }
 
         // Repair in steps, each leaving a consistent-or-better image if the next is interrupted: zero the entries that
         // cannot be followed; resolve overlapping tables and copy shared clusters, and zero what the tables now followed
@@ -104,7 +117,7 @@ public static class QedChecker
         // after a repair) so the result describes the image as it is now.
         var messages = new List<string>();
         long corruptionsFixed = 0, leaksFixed = 0;
-        var first = await WalkAsync(file, header, fixEntries: repair == CheckRepair.All, ct).ConfigureAwait(false);
+        var first = await WalkAsync(file, header, fixEntries: repair == CheckRepair.All, ct, progress).ConfigureAwait(false);
         bool lossy = first.Lossy > 0 || first.Result.CheckErrors > 0;
         var walk = first;
         for (int round = 0; ; round++)
@@ -153,7 +166,7 @@ public static class QedChecker
         var result = second.Result;
         result.CorruptionsFixed = corruptionsFixed;
         result.LeaksFixed = leaksFixed;
-        result.Messages.InsertRange(0, messages);
+        result.MessageList.InsertRange(0, messages);
 
         if (result.Corruptions == 0 && result.CheckErrors == 0 && header.NeedsCheck)
         {
@@ -162,6 +175,7 @@ public static class QedChecker
             await HeaderWriter.WriteAsync(file, header, ct).ConfigureAwait(false);
         }
         await file.FlushAsync(ct).ConfigureAwait(false);
+        progress?.Report(new ImageProgress(total, total));
         return (result, header);
     }
 
@@ -175,18 +189,19 @@ public static class QedChecker
     /// One walk's findings. <paramref name="Lossy"/> counts the problems (found, fixed or not) other than entries wholly
     /// past the end of the file: those a reference to existing clusters may have been lost to.
     /// </summary>
-    private readonly record struct Walk(QedCheckResult Result, long HighestUsedCluster, long Lossy);
+    private readonly record struct Walk(ImageCheckResult Result, long HighestUsedCluster, long Lossy);
 
     /// <summary>
     /// One pass in QEMU's order: L1 clusters, then each L2 table and its data entries. With
     /// <paramref name="fixEntries"/>, entries that cannot be followed are zeroed (and counted as fixed).
     /// </summary>
-    private static async Task<Walk> WalkAsync(IBlockStorage file, QedHeader header, bool fixEntries, CancellationToken ct)
+    private static async Task<Walk> WalkAsync(IBlockStorage file, QedHeader header, bool fixEntries, CancellationToken ct,
+        IProgress<ImageProgress>? progress = null)
     {
         var walker = new TableWalker(file, new QedGeometry(header));
         var g = walker.Geometry;
         ulong cs = (ulong)g.ClusterSize;
-        var result = new QedCheckResult { TotalClusters = (long)((header.ImageSize + cs - 1) / cs) };
+        var result = new ImageCheckResult { TotalClusters = (long)((header.ImageSize + cs - 1) / cs) };
         var used = new SparseBitmap();
         long l1First = g.ClusterOf(g.L1Offset);
         used.SetRange(l1First, g.TableClusters);
@@ -199,13 +214,15 @@ public static class QedChecker
         {
             ct.ThrowIfCancellationRequested();
             int i = table.L1Index;
+            // The guest range of the tables before this one is walked.
+            progress?.Report(new ImageProgress(Math.Min((long)header.ImageSize, i * g.TableSpan), (long)header.ImageSize));
             ulong tableOffset = table.Offset;
             if (table.Problem != OffsetProblem.None)
             {
                 string what = $"L1 entry {i} (file offset 0x{g.L1EntryFileOffset(i):x}) holds an invalid table offset 0x{tableOffset:x}";
                 if (table.Problem != OffsetProblem.PastEnd) lossy++;
-                if (fixEntries) { l1[i] = 0; l1Dirty = true; result.CorruptionsFixed++; result.Messages.Add($"Repaired: {what} (entry zeroed)"); }
-                else { result.Corruptions++; result.Messages.Add($"ERROR {what}"); }
+                if (fixEntries) { l1[i] = 0; l1Dirty = true; result.CorruptionsFixed++; result.MessageList.Add($"Repaired: {what} (entry zeroed)"); }
+                else { result.Corruptions++; result.MessageList.Add($"ERROR {what}"); }
                 continue;
             }
             long firstTableCluster = g.ClusterOf((long)tableOffset);
@@ -217,7 +234,7 @@ public static class QedChecker
             {
                 result.Corruptions += overlaps;
                 lossy += overlaps;
-                result.Messages.Add($"ERROR L1 entry {i}: the L2 table at 0x{tableOffset:x} overlaps {overlaps} cluster(s) already in use");
+                result.MessageList.Add($"ERROR L1 entry {i}: the L2 table at 0x{tableOffset:x} overlaps {overlaps} cluster(s) already in use");
                 continue;
             }
 
@@ -229,7 +246,7 @@ public static class QedChecker
             catch (IOException e)
             {
                 result.CheckErrors++;
-                result.Messages.Add($"ERROR reading the L2 table at 0x{tableOffset:x}: {e.Message}");
+                result.MessageList.Add($"ERROR reading the L2 table at 0x{tableOffset:x}: {e.Message}");
                 continue;
             }
             bool l2Dirty = false;
@@ -251,12 +268,12 @@ public static class QedChecker
                         entries[j] = 0;
                         l2Dirty = true;
                         result.CorruptionsFixed++;
-                        result.Messages.Add($"Repaired: {what} (entry zeroed: reads through it could only fail)");
+                        result.MessageList.Add($"Repaired: {what} (entry zeroed: reads through it could only fail)");
                     }
                     else
                     {
                         result.Corruptions++;
-                        result.Messages.Add($"ERROR {what}");
+                        result.MessageList.Add($"ERROR {what}");
                     }
                     continue;
                 }
@@ -266,7 +283,7 @@ public static class QedChecker
                 {
                     result.Corruptions++;
                     lossy++;
-                    result.Messages.Add($"ERROR L2 table {i} entry {j}: cluster 0x{entry:x} is referenced twice or is metadata");
+                    result.MessageList.Add($"ERROR L2 table {i} entry {j}: cluster 0x{entry:x} is referenced twice or is metadata");
                 }
             }
             if (l2Dirty) await walker.WriteL2Async(tableOffset, entries, ct).ConfigureAwait(false);

@@ -3,24 +3,6 @@ using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 
-/// <summary>Options of <see cref="CommitOperation"/>.</summary>
-public sealed record CommitOptions
-{
-    /// <summary>The layer to commit into (a path in the backing chain); null for the image's own backing file.</summary>
-    public string? Base { get; init; }
-
-    /// <summary>
-    /// Leave the committed image as it is (qemu-img commit -d) instead of emptying it. A commit into a base deeper than
-    /// the image's own backing file never empties the image, whatever this says: the image still names the layer
-    /// between as its backing file, and emptied it would read that layer instead of what it held. (qemu-img's
-    /// <c>-b</c> implies <c>-d</c> for the same reason; the CLI sets this whenever <c>-b</c> is given.)
-    /// </summary>
-    public bool KeepTop { get; init; }
-
-    /// <summary>Chunk copies kept in flight.</summary>
-    public int Parallelism { get; init; } = 8;
-}
-
 /// <summary>
 /// qemu-img commit: writes what the image (and the layers between it and the base) hold into the base, flushes the
 /// base, then empties the image so it reads through to the base (QEMU cannot empty a QED image; this does) when the base
@@ -28,14 +10,14 @@ public sealed record CommitOptions
 /// base is flushed the image is untouched, so a commit cancelled or crashed at any point loses nothing: the image still
 /// reads as before, and the base holds some of the image's data, as a commit means it to.
 /// </summary>
-public static class CommitOperation
+internal static class CommitOperation
 {
     /// <summary>Commits the image at <paramref name="path"/> into its backing file (or <see cref="CommitOptions.Base"/>).</summary>
     /// <returns>The path of the base that received the data.</returns>
     /// <exception cref="ArgumentException">The image has no backing file, or the base is not in its chain.</exception>
     /// <exception cref="CommitCopyException">Reading the chain or writing the base failed during the copy (the image is unchanged).</exception>
     public static async Task<string> CommitAsync(string path, string? format, CommitOptions? options = null,
-        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         options ??= new CommitOptions();
         // First look at the chain read-only: find the base and whether it must grow to hold the image.
@@ -167,11 +149,11 @@ public static class CommitOperation
     private readonly record struct Piece(long Offset, int Length, bool Zero);
 
     private static async Task CopyAsync(DiskImage top, DiskImage baseImage, int baseDepth, int parallelism,
-        IProgress<ConvertProgress>? progress, CancellationToken ct)
+        IProgress<ImageProgress>? progress, CancellationToken ct)
     {
         const int Chunk = 1 << 20;
         long total = top.Size, done = 0;
-        progress?.Report(new ConvertProgress(0, total));
+        progress?.Report(new ImageProgress(0, total));
         async IAsyncEnumerable<Piece> Pieces()
         {
             await foreach (var extent in AllocationMap.EnumerateAsync(top, 0, top.Size, ct).ConfigureAwait(false))
@@ -179,7 +161,7 @@ public static class CommitOperation
                 // Only what a layer above the base supplies; the base's own content and holes stay as they are.
                 if (extent.Depth >= baseDepth || !extent.Present)
                 {
-                    progress?.Report(new ConvertProgress(Interlocked.Add(ref done, extent.Length), total));
+                    progress?.Report(new ImageProgress(Interlocked.Add(ref done, extent.Length), total));
                     continue;
                 }
                 for (long offset = extent.Offset, end = extent.Offset + extent.Length; offset < end;)
@@ -211,7 +193,7 @@ public static class CommitOperation
                     ArrayPool<byte>.Shared.Return(buffer);
                 }
             }
-            progress?.Report(new ConvertProgress(Interlocked.Add(ref done, piece.Length), total));
+            progress?.Report(new ImageProgress(Interlocked.Add(ref done, piece.Length), total));
         }).ConfigureAwait(false);
     }
 }

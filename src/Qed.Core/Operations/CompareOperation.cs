@@ -2,15 +2,6 @@ using System.Buffers;
 
 namespace Qed.Operations;
 
-/// <summary>The outcome of comparing two images' guest content.</summary>
-/// <param name="Identical">Whether the images read the same (with qemu's rule for different sizes).</param>
-/// <param name="MismatchOffset">The 512-byte sector offset of the first difference, or null.</param>
-/// <param name="SizeMismatch">Whether the images differ in size.</param>
-/// <param name="InCommonPart">Whether the difference lies in the range both images have (rather than in the extra part).</param>
-/// <param name="StatusMismatch">Strict mode only: the images' allocation differs at <paramref name="MismatchOffset"/>
-/// (a byte offset), whatever the content.</param>
-public readonly record struct CompareResult(bool Identical, long? MismatchOffset, bool SizeMismatch, bool InCommonPart = false, bool StatusMismatch = false);
-
 /// <summary>
 /// Compares the guest content of two images as <c>qemu-img compare</c> does: ranges that read as zeroes in both are
 /// skipped without reading, and when the sizes differ the extra part of the larger image must read as zeroes (in
@@ -22,7 +13,7 @@ public readonly record struct CompareResult(bool Identical, long? MismatchOffset
 /// written zeroes against a zero cluster, or runs of different length (unallocated 64k-192k against unallocated
 /// 64k-1M), are a mismatch at the run's start although the guest bytes are the same.
 /// </remarks>
-public static class CompareOperation
+internal static class CompareOperation
 {
     private const int ChunkSize = 1 << 20;
 

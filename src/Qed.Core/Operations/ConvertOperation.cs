@@ -2,58 +2,6 @@ using System.Buffers;
 
 namespace Qed.Operations;
 
-/// <summary>How <see cref="ConvertOperation"/> copies.</summary>
-public sealed record ConvertOptions
-{
-    /// <summary>
-    /// Whether the target is known to read as zeroes everywhere (a new image without a backing file): then ranges
-    /// that are zero in the source are not written at all. Otherwise each chunk of the target is read first and only
-    /// the blocks that differ are written, zero blocks as write-zeroes (for a target with a backing file, these are
-    /// the zero clusters that hide non-zero backing data).
-    /// </summary>
-    public bool TargetIsZeroed { get; init; } = true;
-
-    /// <summary>
-    /// The granularity, in bytes, at which all-zero data is detected and skipped (qemu-img's <c>-S</c>, default
-    /// 4 KiB). 0 writes every byte of the source as data, zeroes included (full allocation).
-    /// </summary>
-    public int MinSparse { get; init; } = 4096;
-
-    /// <summary>Chunk copies kept in flight at once.</summary>
-    public int Parallelism { get; init; } = 8;
-
-    /// <summary>
-    /// Bytes per chunk copy (a multiple of <see cref="MinSparse"/>). The default, 2 MiB, is qemu-img's request size
-    /// (observed: its read errors name offsets at 2 MiB steps inside a data run), so that a failed read names the
-    /// offset qemu-img names.
-    /// </summary>
-    public int ChunkSize { get; init; } = 2 << 20;
-
-    /// <summary>
-    /// qemu-img convert's <c>--salvage</c> for data: when set, a chunk whose read fails is read again 512 bytes at a
-    /// time and every sector that still fails is copied as zeroes; each failure is reported here (the sector's offset
-    /// and the error) instead of failing the copy. Only I/O errors (<see cref="IOException"/>) are salvaged.
-    /// </summary>
-    public Action<long, IOException>? OnReadError { get; init; }
-
-    /// <summary>
-    /// qemu-img convert's <c>--salvage</c> for allocation queries: when set, a query of the source's allocation that
-    /// fails is narrowed down to the 512-byte sectors whose query fails; each is reported here (its offset and the
-    /// error) and copied as data, so it comes out right if it can be read. As qemu-img does (it first counts what it
-    /// will copy), the whole source is queried once before the copy and again during it, so each such sector is
-    /// reported twice. Only I/O errors (<see cref="IOException"/>) are salvaged.
-    /// </summary>
-    public Action<long, IOException>? OnBlockStatusError { get; init; }
-
-    /// <summary>Whether either salvage callback is set: then chunks are copied one at a time, in order.</summary>
-    internal bool Salvage => OnReadError != null || OnBlockStatusError != null;
-}
-
-/// <summary>Progress of a copy: bytes of the source dealt with so far (copied or skipped) out of the total.</summary>
-/// <param name="BytesDone">Bytes handled.</param>
-/// <param name="TotalBytes">Bytes to handle (the source size).</param>
-public readonly record struct ConvertProgress(long BytesDone, long TotalBytes);
-
 /// <summary>
 /// Copies the guest content of one image into another of any format (qemu-img convert's data phase). Only what is
 /// needed is written: ranges the source's allocation map reports as zero are skipped, all-zero blocks inside data are
@@ -66,7 +14,7 @@ public readonly record struct ConvertProgress(long BytesDone, long TotalBytes);
 /// where: "error while reading block status at offset N: ..." (N the start of the failed allocation query) or
 /// "error while reading at byte N: ..." (N the start of the failed chunk read), the original error as its inner one.
 /// </remarks>
-public static class ConvertOperation
+internal static class ConvertOperation
 {
     private enum BlockAction { Skip, Data, Zero }
 
@@ -81,7 +29,7 @@ public static class ConvertOperation
     /// <exception cref="ArgumentException">The target is smaller than the source, or the options are invalid.</exception>
     /// <exception cref="IOException">A read of the source or its allocation failed and is not salvaged (see remarks).</exception>
     public static async Task CopyAsync(DiskImage source, DiskImage target, ConvertOptions? options = null,
-        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
@@ -93,8 +41,8 @@ public static class ConvertOperation
             throw new ArgumentException("Invalid convert options: the chunk size must be a positive multiple of the sparse size");
 
         long total = source.Size, done = 0;
-        progress?.Report(new ConvertProgress(0, total));
-        void Advance(long bytes) => progress?.Report(new ConvertProgress(Interlocked.Add(ref done, bytes), total));
+        progress?.Report(new ImageProgress(0, total));
+        void Advance(long bytes) => progress?.Report(new ImageProgress(Interlocked.Add(ref done, bytes), total));
 
         // A zeroed target already holds every zero range; with a backing file it does not, whatever the caller says.
         // Full allocation (MinSparse 0) writes everything, so it never needs to look at the target.

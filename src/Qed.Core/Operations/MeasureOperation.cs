@@ -2,31 +2,13 @@ using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 
-/// <summary>qemu-img measure's answer: file sizes for a new image of some format.</summary>
-/// <param name="Required">Bytes the file needs to hold the data (of the source image; none with only a size).</param>
-/// <param name="FullyAllocated">Bytes the file needs with every cluster allocated.</param>
-public readonly record struct SizeMeasurement(long Required, long FullyAllocated);
-
-/// <summary>Geometry of the target format for <see cref="MeasureOperation"/>.</summary>
-public sealed record MeasureOptions
-{
-    /// <summary>qed, qcow2 or raw.</summary>
-    public string Format { get; init; } = "raw";
-
-    /// <summary>Cluster size of the target (qed and qcow2); default 64 KiB.</summary>
-    public long ClusterSize { get; init; } = 65536;
-
-    /// <summary>Clusters per table (qed); default 4.</summary>
-    public int TableSize { get; init; } = 4;
-}
-
 /// <summary>
 /// Computes how large an image file would be (qemu-img measure). For qcow2 and raw it gives qemu-img's figures:
 /// qcow2 counts the header, L1 and every L2 table of the virtual size, refcount blocks for the fully allocated file and
 /// their table, plus the data clusters. QEMU cannot measure QED; here QED counts the header, L1, the L2 tables the
 /// data needs (all of them when fully allocated), plus the data clusters.
 /// </summary>
-public static class MeasureOperation
+internal static class MeasureOperation
 {
     /// <summary>Sizes for a new, empty image of <paramref name="size"/> bytes.</summary>
     public static SizeMeasurement ForSize(long size, MeasureOptions options)
@@ -40,10 +22,10 @@ public static class MeasureOperation
     {
         ArgumentNullException.ThrowIfNull(source);
         Validate(options);
-        long cs = options.Format == "raw" ? 1 : options.ClusterSize;
+        long cs = options.Format == ImageFormat.Raw ? 1 : options.ClusterSize;
         long clusters = 0, last = -1;
         var tables = new HashSet<long>();
-        long tableSpan = options.Format == "qed" ? options.TableSize * cs / 8 : 1; // clusters one QED L2 table maps
+        long tableSpan = options.Format == ImageFormat.Qed ? options.TableSize * cs / 8 : 1; // clusters one QED L2 table maps
         await foreach (var extent in AllocationMap.EnumerateAsync(source, 0, source.Size, cancellationToken).ConfigureAwait(false))
         {
             if (!extent.Data) continue;
@@ -51,7 +33,7 @@ public static class MeasureOperation
             if (end < first) continue;
             clusters += end - first + 1;
             last = end;
-            if (options.Format == "qed")
+            if (options.Format == ImageFormat.Qed)
                 for (long t = first / tableSpan; t <= end / tableSpan; t++) tables.Add(t);
         }
         long size = (source.Size + 511) & ~511L;
@@ -60,33 +42,34 @@ public static class MeasureOperation
 
     private static void Validate(MeasureOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
         switch (options.Format)
         {
-            case "qed":
+            case ImageFormat.Qed:
                 if (!QedHeader.IsPowerOfTwoIn((ulong)options.ClusterSize, QedHeader.MinClusterSize, QedHeader.MaxClusterSize))
                     throw new ArgumentException($"QED cluster size must be a power of 2 from 4096 to 67108864 (cluster_size={options.ClusterSize})");
                 if (!QedHeader.IsPowerOfTwoIn((ulong)options.TableSize, 1, QedHeader.MaxTableSize))
                     throw new ArgumentException($"QED table size must be a power of 2 from 1 to 16 (table_size={options.TableSize})");
                 break;
-            case "qcow2":
+            case ImageFormat.Qcow2:
                 if (!QedHeader.IsPowerOfTwoIn((ulong)options.ClusterSize, 512, 2 << 20))
                     throw new ArgumentException($"Cluster size must be a power of two between 512 and 2M (cluster_size={options.ClusterSize})");
                 break;
-            case "raw":
+            case ImageFormat.Raw:
                 break;
             default:
-                throw new NotSupportedException($"Unknown or unsupported target format '{options.Format}' (known: qed, qcow2, raw)");
+                throw new ArgumentOutOfRangeException(nameof(options), options.Format, "Not an ImageFormat value.");
         }
     }
 
     private static SizeMeasurement Compute(long size, MeasureOptions options, long dataClusters, Func<long, long> tablesNeeded)
     {
         Validate(options);
-        if (options.Format == "raw")
+        if (options.Format == ImageFormat.Raw)
             return new SizeMeasurement(size, size);
         long cs = options.ClusterSize;
         long sizeClusters = (size + cs - 1) / cs;
-        if (options.Format == "qed")
+        if (options.Format == ImageFormat.Qed)
         {
             long entries = options.TableSize * cs / 8;
             long max = QedHeader.MaxImageSize((uint)cs, (uint)options.TableSize);

@@ -8,7 +8,7 @@ namespace Qed.Operations;
 /// image does not hold itself whose content differs between the old and the new backing file, so the image reads the
 /// same afterwards; unsafe mode (-u) only rewrites the header. Supported for QED and qcow2 images.
 /// </summary>
-public static class RebaseOperation
+internal static class RebaseOperation
 {
     /// <summary>Rebases the QED or qcow2 image at <paramref name="path"/> onto <paramref name="backing"/> ("" or null: none).</summary>
     /// <param name="path">The image.</param>
@@ -26,7 +26,7 @@ public static class RebaseOperation
     /// <exception cref="NotSupportedException">The image is raw, has unknown (QED) compat feature bits, or is a dirty qcow2.</exception>
     /// <exception cref="ArgumentException">The name does not fit in the header area, or the format is unknown.</exception>
     public static async Task RebaseAsync(string path, string? format, string? backing, string? backingFormat, bool safe, bool forceShare = false,
-        IProgress<ConvertProgress>? progress = null, CancellationToken cancellationToken = default)
+        IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrEmpty(backing)) backing = null;
         format ??= await ProbeAsync(path, cancellationToken).ConfigureAwait(false);
@@ -94,7 +94,7 @@ public static class RebaseOperation
     }
 
     private static async Task CopyDifferencesAsync(string path, string format, string? backing, string? backingFormat, bool forceShare,
-        IProgress<ConvertProgress>? progress, CancellationToken ct)
+        IProgress<ImageProgress>? progress, CancellationToken ct)
     {
         await using var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format) }, ct).ConfigureAwait(false);
         await using var newBacking = backing is null ? null : await OpenNewBackingAsync(path, backing, backingFormat, forceShare, ct).ConfigureAwait(false);
@@ -118,7 +118,7 @@ public static class RebaseOperation
                 if (extent.Kind != ExtentKind.Unallocated)
                 {
                     offset += extent.Length;
-                    progress?.Report(new ConvertProgress(offset, size));
+                    progress?.Report(new ImageProgress(offset, size));
                     continue;
                 }
                 // Extents of an unallocated run start and end on cluster boundaries (or the image end).
@@ -132,7 +132,7 @@ public static class RebaseOperation
                 if (zeroRun > 0)
                 {
                     offset += zeroRun;
-                    progress?.Report(new ConvertProgress(offset, size));
+                    progress?.Report(new ImageProgress(offset, size));
                     continue;
                 }
                 var oldMem = oldView.AsMemory(0, n);
@@ -156,7 +156,7 @@ public static class RebaseOperation
                     at += len;
                 }
                 offset += n;
-                progress?.Report(new ConvertProgress(offset, size));
+                progress?.Report(new ImageProgress(offset, size));
             }
             await image.FlushAsync(ct).ConfigureAwait(false);
         }

@@ -8,7 +8,7 @@ namespace Qed.Operations;
 /// Changes an image's guest size (qemu-img resize). QED grows and shrinks; raw grows and shrinks; qcow2 grows while
 /// its L1 table has room. Shrinking must be asked for explicitly, as data past the new end is dropped.
 /// </summary>
-public static class ResizeOperation
+internal static class ResizeOperation
 {
     /// <summary>
     /// Resizes the image file at <paramref name="path"/> (closed: nothing else may have it open) to
@@ -71,7 +71,7 @@ public static class ResizeOperation
         // The backing chain is opened when there is one: growing zeroes the range a longer backing file would show.
         var options = new ImageOpenOptions { Format = ImageFormat.Qed, NoBacking = !hasBacking };
         await using var image = (QedImage)await DiskImage.OpenAsync(path, options, ct).ConfigureAwait(false);
-        await image.ResizeAsync(newSize, allowShrink: true, ct).ConfigureAwait(false);
+        await image.ResizeAsync(newSize, new ResizeOptions { AllowShrink = true }, ct).ConfigureAwait(false);
         if (newSize < oldSize) await image.DefragmentAsync(null, ct).ConfigureAwait(false);
     }
 

@@ -2,39 +2,18 @@ using Qed.Formats.Qed;
 
 namespace Qed.Operations;
 
-/// <summary>Options of <see cref="StreamOperation"/>.</summary>
-public sealed record StreamOptions
-{
-    /// <summary>
-    /// The layer to stream down to (QEMU's block-stream <c>base</c>): the layers above it are copied into the image,
-    /// it and the layers below stay as they are and it becomes the image's backing file. Named as the layer above it
-    /// names it, as a path relative to that layer's folder, or as a path from the current directory. Null streams the
-    /// whole chain and drops the backing file.
-    /// </summary>
-    public string? Base { get; init; }
-
-    /// <summary>The format the base must have (raw is recorded as BACKING_FORMAT_NO_PROBE); null accepts its own.</summary>
-    public string? BaseFormat { get; init; }
-
-    /// <summary>
-    /// The backing file name to record for the base. Null: <see cref="Base"/> as given when it names the base from the
-    /// image's folder, else the base's path relative to the image's folder (absolute if the chain named it so).
-    /// </summary>
-    public string? BackingFile { get; init; }
-}
-
 /// <summary>
 /// Image streaming: copies what the backing chain (or the part of it above a base) supplies into a QED image, then
 /// detaches the backing file (or makes the base the backing file). The image stays readable and writable throughout (it
 /// may be served meanwhile); a crash or a cancellation at any point leaves a consistent image that reads the same and
 /// still names its old backing file until the header is rewritten, as the very last step.
 /// </summary>
-public static class StreamOperation
+internal static class StreamOperation
 {
     private const int Chunk = 1 << 20;
 
     /// <summary>Streams the whole chain into <paramref name="image"/>; progress reports guest bytes examined.</summary>
-    public static Task RunAsync(QedImage image, IProgress<long>? progress = null, CancellationToken cancellationToken = default) =>
+    public static Task RunAsync(QedImage image, IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default) =>
         RunAsync(image, new StreamOptions(), progress, cancellationToken);
 
     /// <summary>
@@ -43,12 +22,20 @@ public static class StreamOperation
     /// </summary>
     /// <exception cref="ArgumentException">The base is not in the chain, has another format than asked, or its name does not fit the header; nothing is changed.</exception>
     /// <exception cref="NotSupportedException">The header has compat feature bits this program does not know; nothing is changed.</exception>
-    public static async Task RunAsync(QedImage image, StreamOptions options, IProgress<long>? progress = null, CancellationToken cancellationToken = default)
+    public static Task RunAsync(QedImage image, StreamOptions options, IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        RunAsync(image, options, options.BaseFormat?.Name(), progress, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RunAsync(QedImage, StreamOptions, IProgress{ImageProgress}?, CancellationToken)"/>, with the base's
+    /// format as qemu-img names it (the qed tool's <c>-F</c>, which may name no format at all: then the base never has it),
+    /// in place of <see cref="StreamOptions.BaseFormat"/>.
+    /// </summary>
+    public static async Task RunAsync(QedImage image, StreamOptions options, string? baseFormat, IProgress<ImageProgress>? progress, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.Base is null)
         {
-            if (options.BackingFile != null || options.BaseFormat != null)
+            if (options.BackingFile != null || baseFormat != null)
                 throw new ArgumentException("A backing file name or format needs a base (-b): streaming the whole chain leaves no backing file");
             if (image.Backing is null) return;
             image.ValidateBackingChange(null);
@@ -58,8 +45,8 @@ public static class StreamOperation
         }
 
         var (layer, depth, storedName) = FindBase(image, options.Base);
-        if (options.BaseFormat != null && options.BaseFormat != layer.Format.Name())
-            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format.Name()} image, not {options.BaseFormat}");
+        if (baseFormat != null && baseFormat != layer.Format.Name())
+            throw new ArgumentException($"The base '{options.Base}' is a {layer.Format.Name()} image, not {baseFormat}");
         string name = options.BackingFile ?? NameFor(image, options.Base, layer, storedName);
         image.ValidateBackingChange(name);
         await CopyAsync(image, depth, layer, progress, cancellationToken).ConfigureAwait(false);
@@ -106,13 +93,14 @@ public static class StreamOperation
     /// supply. Streaming the whole chain copies data only (zeroes read as zeroes once there is no backing file); down
     /// to a base, zero clusters also hide what the base would otherwise show.
     /// </summary>
-    private static async Task CopyAsync(QedImage image, int baseDepth, DiskImage? baseLayer, IProgress<long>? progress, CancellationToken ct)
+    private static async Task CopyAsync(QedImage image, int baseDepth, DiskImage? baseLayer, IProgress<ImageProgress>? progress, CancellationToken ct)
     {
         long cs = image.ClusterSize, size = image.Size;
         long step = Math.Max(Chunk, cs);
         var buffer = new byte[step];
         var need = new bool[step / cs];
         long offset = 0;
+        progress?.Report(new ImageProgress(0, size));
         while (offset < size)
         {
             ct.ThrowIfCancellationRequested();
@@ -121,7 +109,7 @@ public static class StreamOperation
             if (extent.Kind != ExtentKind.Unallocated)
             {
                 offset += extent.Length;
-                progress?.Report(offset);
+                progress?.Report(new ImageProgress(offset, size));
                 continue;
             }
             // Which clusters of the run (cluster-aligned: unallocated runs start on cluster boundaries) need copying.
@@ -137,7 +125,7 @@ public static class StreamOperation
             if (!any)
             {
                 offset += extent.Length;
-                progress?.Report(offset);
+                progress?.Report(new ImageProgress(offset, size));
                 continue;
             }
             int first = Array.IndexOf(need, true, 0, clusters);
@@ -149,7 +137,7 @@ public static class StreamOperation
             await image.ReadAsync(start, data, ct).ConfigureAwait(false);
             long done = await CopyUpAsync(image, start, data, zeroClusters: baseLayer != null, ct).ConfigureAwait(false);
             offset = start + done; // short when a guest request got to a cluster first: look at it again
-            progress?.Report(offset);
+            progress?.Report(new ImageProgress(offset, size));
         }
     }
 

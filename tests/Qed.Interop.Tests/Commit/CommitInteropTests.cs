@@ -116,7 +116,7 @@ public class CommitInteropTests
     {
         using var dir = new TempDir();
         BuildThreeLayers(dir);
-        await CommitOperation.CommitAsync(dir["top.qed"], null, new CommitOptions { Base = dir["base.qed"], KeepTop = false });
+        await ImageFile.CommitAsync(dir["top.qed"], new CommitOptions { Base = dir["base.qed"], KeepTop = false });
         Tool.Ok(dir.QemuImg("compare", "-F", "raw", "top.qed", "top.raw"));
         Tool.Ok(dir.QemuImg("compare", "-F", "raw", "base.qed", "top.raw"));
     }
@@ -150,7 +150,7 @@ public class CommitInteropTests
         long seen = 0;
         var progress = new SyncProgress(p => { if (p.BytesDone > 0 && p.BytesDone < p.TotalBytes && ++seen == 5) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
-            CommitOperation.CommitAsync(dir["top.qed"], null, new CommitOptions { Parallelism = 1 }, progress, cts.Token));
+            ImageFile.CommitAsync(dir["top.qed"], new CommitOptions { Parallelism = 1 }, progress, cts.Token));
 
         // The overlay is untouched and still reads as before; the base holds part of the data, consistently.
         Assert.Equal(topHash, dir.Hash("top.qed"));
@@ -198,8 +198,8 @@ public class CommitInteropTests
     }
 
     /// <summary>Reports synchronously (Progress&lt;T&gt; posts to the thread pool, too late to cancel mid-copy).</summary>
-    private sealed class SyncProgress(Action<ConvertProgress> action) : IProgress<ConvertProgress>
+    private sealed class SyncProgress(Action<ImageProgress> action) : IProgress<ImageProgress>
     {
-        public void Report(ConvertProgress value) { lock (this) action(value); }
+        public void Report(ImageProgress value) { lock (this) action(value); }
     }
 }

@@ -38,10 +38,10 @@ public static class ConsumerProgram
             Console.Error.WriteLine("the bytes read back differ from those written");
             return 1;
         }
-        var report = await QedChecker.CheckFileAsync(path, "qed", CheckRepair.None);
-        if (report is null || report.Corruptions != 0 || report.Leaks != 0)
+        var report = await ImageFile.CheckAsync(path, new CheckOptions { Format = ImageFormat.Qed });
+        if (report.Corruptions != 0 || report.Leaks != 0)
         {
-            Console.Error.WriteLine($"check: {report?.Corruptions} corruptions, {report?.Leaks} leaks");
+            Console.Error.WriteLine($"check: {report.Corruptions} corruptions, {report.Leaks} leaks");
             return 1;
         }
         Console.WriteLine($"ok: {data.Length} bytes written and read back, 0 corruptions, 0 leaks; {typeof(NbdServer).Assembly.GetName().Name} {typeof(NbdServer).Assembly.GetName().Version} loaded");

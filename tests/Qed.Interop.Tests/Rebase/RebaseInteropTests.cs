@@ -82,7 +82,7 @@ public class RebaseInteropTests
         QemuCheck.AssertClean(dir, "img.qed");
 
         // Probed format (the library's null; the CLI requires -F, as qemu-img): NO_PROBE is cleared.
-        await RebaseOperation.RebaseAsync(dir["img.qed"], null, "b.raw", null, safe: false);
+        await ImageFile.RebaseAsync(dir["img.qed"], "b.raw", new RebaseOptions { Unsafe = true });
         Assert.Equal(1UL, BitConverter.ToUInt64(dir.Bytes("img.qed"), 16));
     }
 
@@ -187,7 +187,7 @@ public class RebaseInteropTests
         Assert.Contains("backing file format: raw", info);
 
         // Back to the shorter name, header only: no byte of the longer name is left behind it.
-        await RebaseOperation.RebaseAsync(dir["img.qcow2"], null, "old.raw", null, safe: false); // no format stored
+        await ImageFile.RebaseAsync(dir["img.qcow2"], "old.raw", new RebaseOptions { Unsafe = true }); // no format stored
         Tool.Ok(dir.QemuImg("check", "img.qcow2"));
         Assert.DoesNotContain("backing file format", Tool.Ok(dir.QemuImg("info", "img.qcow2")).StdOut);
         byte[] bytes = dir.Bytes("img.qcow2");

@@ -87,12 +87,13 @@ public class StreamCrashTests
     }
 
     /// <summary>Cancels as soon as the stream has reported <paramref name="after"/> progress steps.</summary>
-    private sealed class CancelAfter(CancellationTokenSource cts, int after) : IProgress<long>
+    private sealed class CancelAfter(CancellationTokenSource cts, int after) : IProgress<ImageProgress>
     {
         private int _reports;
-        public void Report(long value)
+        public void Report(ImageProgress value)
         {
-            if (++_reports == after) cts.Cancel();
+            // Reports after a step only: the first, at the start (nothing done), is not a step.
+            if (value.BytesDone > 0 && ++_reports == after) cts.Cancel();
         }
     }
 

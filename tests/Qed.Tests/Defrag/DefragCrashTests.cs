@@ -110,7 +110,7 @@ public class DefragCrashTests
         var setup = await ScatteredAsync(seed, withBacking);
         var storage = new CrashStorage(setup.Initial, "crash.qed");
         var image = await QedImage.OpenAsync(storage, null, Opener(setup.Backing));
-        await image.ResizeAsync(newSize, allowShrink: true);
+        await image.ResizeAsync(newSize, new ResizeOptions { AllowShrink = true });
         Assert.Equal(newSize, image.Size);
         await image.DisposeAsync();
         int states = await VerifyEveryCrashPointAsync(storage, setup, newSize, [setup.Model.Length, newSize], seed);
@@ -130,7 +130,7 @@ public class DefragCrashTests
         await image.WriteAsync(3L << 20, data.AsMemory(3 << 20, 1 << 20)); // written first: lies low in the file
         await image.WriteAsync(0, data.AsMemory(0, 3 << 20));
         await image.FlushAsync();
-        await image.ResizeAsync(2L << 20, allowShrink: true);
+        await image.ResizeAsync(2L << 20, new ResizeOptions { AllowShrink = true });
         // Header, L1 (2 clusters), the L2 table (2), guest [3M, 4M) (written first, so low in the file: punched out, a
         // leak until defrag) and guest [0, 2M); guest [2M, 3M) was the file's tail: cut.
         Assert.Equal((1 + 2 + 2 + 256 + 512) * 4096L, storage.Length);

@@ -150,8 +150,8 @@ public sealed class DefragTests : IDisposable
     }
 
     /// <summary>Progress that reports on the caller's thread (Progress&lt;T&gt; posts to the thread pool).</summary>
-    internal sealed class SyncProgress(Action<(long, long)> report) : IProgress<(long Done, long Total)>
+    internal sealed class SyncProgress(Action<(long, long)> report) : IProgress<ImageProgress>
     {
-        public void Report((long Done, long Total) value) => report(value);
+        public void Report(ImageProgress value) => report((value.BytesDone, value.TotalBytes));
     }
 }

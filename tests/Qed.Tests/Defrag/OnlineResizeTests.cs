@@ -20,12 +20,12 @@ public class OnlineResizeTests
         content.AsSpan(0, 3 << 20).CopyTo(model);
 
         var before = storage.ToArray();
-        await Assert.ThrowsAsync<ArgumentException>(() => image.ResizeAsync(2L << 20, allowShrink: false));
-        await Assert.ThrowsAsync<ArgumentException>(() => image.ResizeAsync((4L << 20) + 100, allowShrink: true));
+        await Assert.ThrowsAsync<ArgumentException>(() => image.ResizeAsync(2L << 20, new ResizeOptions()));
+        await Assert.ThrowsAsync<ArgumentException>(() => image.ResizeAsync((4L << 20) + 100, new ResizeOptions { AllowShrink = true }));
         Assert.Equal(before, storage.ToArray());
         Assert.Equal(3L << 20, image.Size);
 
-        await image.ResizeAsync(8L << 20, allowShrink: false);
+        await image.ResizeAsync(8L << 20, new ResizeOptions());
         Assert.Equal(8L << 20, image.Size);
         Assert.Equal(model, await Operations.OperationFixtures.ReadAllAsync(image));
         Assert.Equal(8UL << 20, image.Header.ImageSize);
@@ -36,10 +36,10 @@ public class OnlineResizeTests
         await image.WriteAsync(5L << 20, data);
         data.CopyTo(model, 5L << 20);
         long cut = (5L << 20) + 4096 * 10 + 512;
-        await image.ResizeAsync(cut, allowShrink: true);
+        await image.ResizeAsync(cut, new ResizeOptions { AllowShrink = true });
         Assert.Equal(cut, image.Size);
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await image.ReadAsync(cut, new byte[512]));
-        await image.ResizeAsync(8L << 20, allowShrink: false);
+        await image.ResizeAsync(8L << 20, new ResizeOptions());
         Array.Clear(model, (int)cut, model.Length - (int)cut);
         Assert.Equal(model, await Operations.OperationFixtures.ReadAllAsync(image));
         await image.FlushAsync();

@@ -268,9 +268,9 @@ public class StressTests(ITestOutputHelper output)
                     await image.DefragmentAsync();
                     Interlocked.Increment(ref counts[5]);
                     long cut = Kept + rnd.Next(0, 64) * 512; // sometimes inside a cluster
-                    await image.ResizeAsync(cut, allowShrink: true);
+                    await image.ResizeAsync(cut, new ResizeOptions { AllowShrink = true });
                     Interlocked.Increment(ref counts[6]);
-                    await image.ResizeAsync(Size, allowShrink: false);
+                    await image.ResizeAsync(Size, new ResizeOptions());
                     Interlocked.Increment(ref counts[7]);
                     Array.Clear(model, (int)cut, (int)(Size - cut)); // the grown range reads zeroes, backing or not
                     Touch(cut, Size - cut);

@@ -71,7 +71,7 @@ public class StreamToBaseTests
         {
             var e = await Assert.ThrowsAsync<ArgumentException>(() => StreamOperation.RunAsync(image, new StreamOptions { Base = "other.qed" }));
             Assert.Contains("'other.qed' is not in the backing chain of 'top.qed'", e.Message);
-            e = await Assert.ThrowsAsync<ArgumentException>(() => StreamOperation.RunAsync(image, new StreamOptions { Base = "base.raw", BaseFormat = "qcow2" }));
+            e = await Assert.ThrowsAsync<ArgumentException>(() => StreamOperation.RunAsync(image, new StreamOptions { Base = "base.raw", BaseFormat = ImageFormat.Qcow2 }));
             Assert.Contains("raw", e.Message);
         }
         Assert.True(file.ToArray().AsSpan().SequenceEqual(before));

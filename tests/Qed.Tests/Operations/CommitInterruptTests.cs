@@ -21,9 +21,9 @@ public sealed class CommitInterruptTests : IDisposable
     private string PathOf(string name) => Path.Combine(_dir.FullName, name);
 
     /// <summary>Cancels once the copy has dealt with <paramref name="fraction"/> of the image (written or skipped).</summary>
-    private sealed class CancelAt(CancellationTokenSource cts, double fraction) : IProgress<ConvertProgress>
+    private sealed class CancelAt(CancellationTokenSource cts, double fraction) : IProgress<ImageProgress>
     {
-        public void Report(ConvertProgress value)
+        public void Report(ImageProgress value)
         {
             if (value.BytesDone >= fraction * value.TotalBytes) cts.Cancel();
         }

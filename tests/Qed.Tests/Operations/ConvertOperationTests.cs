@@ -17,7 +17,7 @@ public class ConvertOperationTests
         await using var source = await OperationFixtures.NewQedAsync(size);
         await OperationFixtures.ScribbleAsync(source, model, seed, 60);
         await using var target = await OperationFixtures.NewQedAsync(size, targetCluster, targetTable);
-        var reports = new List<ConvertProgress>();
+        var reports = new List<ImageProgress>();
         await ConvertOperation.CopyAsync(source, target, new ConvertOptions { Parallelism = 8, ChunkSize = 256 << 10 },
             new SyncProgress(reports));
         Assert.Equal(model, await OperationFixtures.ReadAllAsync(target));
@@ -113,9 +113,9 @@ public class ConvertOperationTests
     }
 
     /// <summary>Progress<T> posts to the thread pool; this records reports as they happen.</summary>
-    private sealed class SyncProgress(List<ConvertProgress> list) : IProgress<ConvertProgress>
+    private sealed class SyncProgress(List<ImageProgress> list) : IProgress<ImageProgress>
     {
-        public void Report(ConvertProgress value)
+        public void Report(ImageProgress value)
         {
             lock (list) list.Add(value);
         }

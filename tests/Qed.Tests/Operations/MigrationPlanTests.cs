@@ -62,10 +62,10 @@ public sealed class MigrationPlanTests : IDisposable
         var plan = await PlanAsync();
         Assert.Equal(2, plan.Steps.Count);
         Assert.True(plan.Steps[0].BroughtAlong);
-        Assert.Equal(("raw", P("out/base.raw")), (plan.Steps[0].TargetFormat, plan.Steps[0].Target));
+        Assert.Equal((ImageFormat.Raw, P("out/base.raw")), (plan.Steps[0].TargetFormat, plan.Steps[0].Target));
         Assert.Equal("base.raw", plan.Steps[1].TargetBackingName);
 
-        foreach (var options in new[] { new MigrationOptions { Flatten = true }, new MigrationOptions { TargetFormat = "raw" } })
+        foreach (var options in new[] { new MigrationOptions { Flatten = true }, new MigrationOptions { TargetFormat = ImageFormat.Raw } })
         {
             var flat = await PlanAsync(options);
             var only = Assert.Single(flat.Steps);
@@ -107,7 +107,7 @@ public sealed class MigrationPlanTests : IDisposable
         await Assert.ThrowsAsync<FileNotFoundException>(() => PlanAsync(null, "nowhere"));
         var notQed = await Assert.ThrowsAsync<ArgumentException>(() => PlanAsync(null, "vault/x.raw"));
         Assert.Contains("is not a QED image", notQed.Message);
-        await Assert.ThrowsAsync<ArgumentException>(() => PlanAsync(new MigrationOptions { TargetFormat = "vmdk" }));
+        await Assert.ThrowsAsync<ArgumentException>(() => PlanAsync(new MigrationOptions { TargetFormat = ImageFormat.Qed }));
         Assert.False(Directory.Exists(P("out")));
     }
 }

@@ -48,7 +48,7 @@ public sealed class MigrationRunTests : IDisposable
         string[] hashes = [Hash(P("vault/base.qed")), Hash(P("vault/top.qed"))];
 
         var progress = new List<MigrationProgress>();
-        var report = await (await PlanAsync()).RunAsync(new SyncProgress(progress));
+        var report = await (await PlanAsync()).RunWithCountsAsync(new SyncProgress(progress));
 
         Assert.True(report.AllVerified, string.Join("; ", report.Entries.Select(e => $"{e.Source}: {e.Outcome} {e.Error}")));
         Assert.Equal([Hash(P("vault/base.qed")), Hash(P("vault/top.qed"))], hashes);
@@ -89,7 +89,7 @@ public sealed class MigrationRunTests : IDisposable
         using var cts = new CancellationTokenSource();
         var plan = await PlanAsync();
         var progress = new SyncProgress([], () => cts.Cancel());
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => plan.RunAsync(progress, cts.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => plan.RunWithCountsAsync(progress, cts.Token));
         Assert.False(File.Exists(P("out/big.qcow2")));
         Assert.Empty(Directory.GetFiles(P("out"), "*.qed-migrate-tmp", SearchOption.AllDirectories));
         var finished = await (await PlanAsync()).RunAsync();
@@ -109,7 +109,7 @@ public sealed class MigrationRunTests : IDisposable
         using var cts = new CancellationTokenSource();
         var cut = new SyncProgress([], onImage: done => { if (done == 1) cts.Cancel(); });
         await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
-            await (await PlanAsync(new MigrationOptions { Jobs = 1 })).RunAsync(cut, cts.Token));
+            await (await PlanAsync(new MigrationOptions { Jobs = 1 })).RunWithCountsAsync(cut, cts.Token));
 
         var report = await (await PlanAsync()).RunAsync();
         Assert.Equal(MigrationOutcome.Migrated, report.Entries.Single(e => e.Source == P("vault/top.qed")).Outcome);

@@ -117,7 +117,7 @@ public class ShrinkCrashTests
         var crash = new CrashStorage(storage, rnd, pendingChecks.Add);
         await using (var image = await QedImage.OpenAsync(crash)) // the steps of ResizeOperation's shrink
         {
-            await image.ResizeAsync(newSize, allowShrink: true);
+            await image.ResizeAsync(newSize, new ResizeOptions { AllowShrink = true });
             await image.DefragmentAsync();
         }
         pendingChecks.Add(crash.CrashState());

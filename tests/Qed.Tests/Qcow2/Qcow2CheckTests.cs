@@ -42,7 +42,7 @@ public sealed class Qcow2CheckTests
         Assert.Equal((0L, 0L, 0L), (r.Corruptions, r.Leaks, r.CheckErrors));
         Assert.Equal(16384, r.TotalClusters);
         Assert.Equal(3, r.AllocatedClusters);
-        Assert.Equal("qcow2", r.Format);
+        Assert.Equal(ImageFormat.Qcow2, r.Format);
         Assert.Equal((s.Length + 65535) / 65536 * 65536, r.ImageEndOffset);
     }
 

@@ -97,6 +97,9 @@ public sealed partial class Qcow2Image : DiskImage
     /// <inheritdoc />
     public override string Name => _file.Name;
 
+    /// <summary>The image's file, for the consistency check of an open image.</summary>
+    internal IBlockStorage Storage => _file;
+
     /// <inheritdoc />
     public override long Size => _size;
 

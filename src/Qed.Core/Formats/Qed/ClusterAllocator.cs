@@ -113,6 +113,12 @@ internal sealed class ClusterAllocator
         }
     }
 
+    /// <summary>The length <see cref="TrimAsync"/> would cut the file to now: past it lies only growth slack.</summary>
+    public long TrimmedLength
+    {
+        get { lock (_metaLock) return Math.Max(_fileEnd, _staleEnd); }
+    }
+
     /// <summary>On close: trims the extension slack, keeping every cluster reserved and whatever was there at open.</summary>
     public async Task TrimAsync()
     {

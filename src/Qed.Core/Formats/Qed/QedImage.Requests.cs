@@ -177,14 +177,17 @@ public sealed partial class QedImage
     /// meanwhile the result is exact: no gap, no leak. Concurrent writes are kept but may land outside the order: a
     /// cluster allocated behind the pass's position stays where it was put, and a cluster freed behind it stays a hole.
     /// </summary>
-    /// <param name="progress">Receives (clusters placed, clusters referenced) after every batch.</param>
+    /// <param name="progress">Receives the bytes of the clusters placed out of the bytes of the clusters referenced, after
+    /// every batch, on the thread that ran it (see <see cref="ImageProgress"/>).</param>
     /// <param name="cancellationToken">Stops between batches; the image is consistent and no data is lost.</param>
     /// <exception cref="ImageFormatException">The image is corrupt (check and repair it first); nothing is moved.</exception>
-    public async Task DefragmentAsync(IProgress<(long Done, long Total)>? progress = null, CancellationToken cancellationToken = default)
+    public async Task DefragmentAsync(IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         CheckWritable();
         _latch.ThrowIfFailed();
-        await _defragmenter.RunAsync(progress, cancellationToken).ConfigureAwait(false);
+        long cs = ClusterSize;
+        var clusters = progress is null ? null : new ClusterProgress(progress, cs);
+        await _defragmenter.RunAsync(clusters, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -195,12 +198,14 @@ public sealed partial class QedImage
     /// of the two (at worst with leaked clusters).
     /// </summary>
     /// <param name="newSize">The new guest size: a multiple of 512, at most what the table geometry addresses.</param>
-    /// <param name="allowShrink">Must be true when <paramref name="newSize"/> is below the current size.</param>
+    /// <param name="options"><see cref="ResizeOptions.AllowShrink"/> must be set when <paramref name="newSize"/> is below
+    /// the current size (<see cref="ResizeOptions.Format"/> is not used: the image is open).</param>
     /// <param name="cancellationToken">Cancels while waiting for the requests in flight to drain.</param>
-    /// <exception cref="ArgumentException">The size is invalid, or smaller without <paramref name="allowShrink"/>.</exception>
-    public async Task ResizeAsync(long newSize, bool allowShrink, CancellationToken cancellationToken = default)
+    /// <exception cref="ArgumentException">The size is invalid, or smaller without <see cref="ResizeOptions.AllowShrink"/>.</exception>
+    public async Task ResizeAsync(long newSize, ResizeOptions? options = null, CancellationToken cancellationToken = default)
     {
         CheckWritable();
+        bool allowShrink = options?.AllowShrink ?? false;
         await _resizer.ResizeAsync(newSize, allowShrink, () => Size, cancellationToken).ConfigureAwait(false);
     }
 
@@ -287,4 +292,10 @@ public sealed partial class QedImage
     /// test calls it whenever the storage is asked to punch or cut that range: nothing may still point there.
     /// </summary>
     internal string? TestFindReference(long offset, long length) => _cache.FindReference(offset, length);
+
+    /// <summary>The defragmenter's (clusters placed, clusters referenced) as bytes, handed on as they come.</summary>
+    private sealed class ClusterProgress(IProgress<ImageProgress> inner, long clusterSize) : IProgress<(long Done, long Total)>
+    {
+        public void Report((long Done, long Total) value) => inner.Report(new ImageProgress(value.Done * clusterSize, value.Total * clusterSize));
+    }
 }

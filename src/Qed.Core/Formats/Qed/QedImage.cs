@@ -129,6 +129,12 @@ public sealed partial class QedImage : DiskImage
     internal IBlockStorage Storage => _file;
 
     /// <summary>
+    /// The file's length without the space grown ahead for new clusters (what closing leaves): the length a check of
+    /// the open image judges leaks by.
+    /// </summary>
+    internal long FileLengthInUse => _allocator.TrimmedLength;
+
+    /// <summary>
     /// Creates a QED image file, replacing any file of that name. All options are validated, and the backing file
     /// opened, before the file is touched; if writing fails the file is removed.
     /// </summary>

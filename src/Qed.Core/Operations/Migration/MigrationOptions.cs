@@ -5,8 +5,11 @@ namespace Qed.Operations.Migration;
 /// <summary>How <see cref="MigrationPlan"/> lays out and runs a migration.</summary>
 public sealed record MigrationOptions
 {
-    /// <summary>The target format: <c>qcow2</c> (default) or <c>raw</c>. Raw has no backing files, so it flattens.</summary>
-    public string TargetFormat { get; init; } = "qcow2";
+    /// <summary>
+    /// The target format: <see cref="ImageFormat.Qcow2"/> (default) or <see cref="ImageFormat.Raw"/>. Raw has no backing
+    /// files, so it flattens.
+    /// </summary>
+    public ImageFormat TargetFormat { get; init; } = ImageFormat.Qcow2;
 
     /// <summary>
     /// The settings of every qcow2 target (cluster size, version, ...). Its size and backing fields are ignored: each
@@ -37,15 +40,15 @@ public sealed record MigrationOptions
     public const string DefaultReportName = "qed-migrate-report.json";
 
     /// <summary>Whether targets keep backing chains: qcow2 without <see cref="Flatten"/>.</summary>
-    public bool KeepsChains => !Flatten && TargetFormat == "qcow2";
+    internal bool KeepsChains => !Flatten && TargetFormat == ImageFormat.Qcow2;
 
     /// <summary>The target format's file extension (with the dot).</summary>
-    public string TargetExtension => "." + TargetFormat;
+    internal string TargetExtension => "." + TargetFormat.Name();
 
     internal void Validate()
     {
-        if (TargetFormat is not ("qcow2" or "raw"))
-            throw new ArgumentException($"Unsupported target format '{TargetFormat}' (use qcow2 or raw)", nameof(TargetFormat));
+        if (TargetFormat is not (ImageFormat.Qcow2 or ImageFormat.Raw))
+            throw new ArgumentException($"Unsupported target format {TargetFormat} (use ImageFormat.Qcow2 or ImageFormat.Raw)", nameof(TargetFormat));
         if (Jobs < 1) throw new ArgumentException($"Invalid number of jobs: {Jobs} (at least 1)", nameof(Jobs));
     }
 }

@@ -55,7 +55,22 @@ public sealed class MigrationPlan
     /// time, skipping results an earlier run verified whose source is unchanged. The report is rewritten after every
     /// image, so a run cut off at any point can be run again to finish.
     /// </summary>
+    /// <param name="progress">Guest bytes of every image in the plan dealt with (copied, skipped as zero, or found up to
+    /// date), with the source worked on most recently as <see cref="ImageProgress.CurrentImage"/>; reported from the
+    /// threads doing the work (see <see cref="ImageProgress"/>).</param>
+    /// <param name="cancellationToken">Stops the run; the report holds what was finished.</param>
     /// <exception cref="OperationCanceledException">Cancelled; the report holds what was finished.</exception>
-    public Task<MigrationReport> RunAsync(IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default) =>
+    public Task<MigrationReport> RunAsync(IProgress<ImageProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        MigrationRunner.RunAsync(this, progress is null ? null : new BytesOnly(progress), cancellationToken);
+
+    /// <summary>Runs the plan with the qed tool's progress (images done and total as well as bytes).</summary>
+    internal Task<MigrationReport> RunWithCountsAsync(IProgress<MigrationProgress>? progress, CancellationToken cancellationToken = default) =>
         MigrationRunner.RunAsync(this, progress, cancellationToken);
+
+    /// <summary>The runner's reports as <see cref="ImageProgress"/>, handed on as they come.</summary>
+    private sealed class BytesOnly(IProgress<ImageProgress> inner) : IProgress<MigrationProgress>
+    {
+        public void Report(MigrationProgress value) =>
+            inner.Report(new ImageProgress(value.BytesDone, value.TotalBytes) { CurrentImage = value.CurrentImage });
+    }
 }

@@ -47,7 +47,7 @@ internal sealed class MigrationPlanner
     public static async Task<MigrationPlan> PlanAsync(IReadOnlyList<string> sources, string targetDir, MigrationOptions options, CancellationToken ct)
     {
         if (sources.Count == 0) throw new ArgumentException("No source images or folders given", nameof(sources));
-        if (options.TargetFormat == "qcow2") await ValidateQcow2Async(options.Qcow2, ct).ConfigureAwait(false);
+        if (options.TargetFormat == ImageFormat.Qcow2) await ValidateQcow2Async(options.Qcow2, ct).ConfigureAwait(false);
         var planner = new MigrationPlanner(targetDir, options);
         foreach (string source in sources) await planner.FindAsync(source, ct).ConfigureAwait(false);
         foreach (var node in planner._found) await planner.ResolveAsync(node, [], ct).ConfigureAwait(false);
@@ -245,10 +245,10 @@ internal sealed class MigrationPlanner
             var step = new MigrationStep
             {
                 Source = node.Path,
-                SourceFormat = node.Format,
+                SourceFormat = FormatOf(node),
                 SourceChain = node.Chain,
                 Target = node.Target!,
-                TargetFormat = node.Format == "qed" ? _options.TargetFormat : node.Format,
+                TargetFormat = node.Format == "qed" ? _options.TargetFormat : FormatOf(node),
                 VirtualSize = node.VirtualSize,
                 Backing = _options.KeepsChains ? node.Backing?.Step : null,
                 BroughtAlong = node.Format != "qed",
@@ -283,4 +283,9 @@ internal sealed class MigrationPlanner
         }
         node.Target = Rename(Path.Combine(_targetDir, "backing-files", Path.GetFileName(node.Path)));
     }
+
+    /// <summary>A node's probed format (the probe only ever names qed, qcow2 or raw).</summary>
+    private static ImageFormat FormatOf(Node node) =>
+        ImageFormatNames.TryParse(node.Format, out var format) ? format
+            : throw new InvalidOperationException($"'{node.Path}' was probed as '{node.Format}', which is no ImageFormat");
 }

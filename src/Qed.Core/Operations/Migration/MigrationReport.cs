@@ -80,7 +80,7 @@ public sealed class MigrationReport
     public const int Version = 1;
 
     /// <summary>Creates a report.</summary>
-    public MigrationReport(string targetDirectory, string targetFormat, bool flatten, IReadOnlyList<MigrationEntry> entries)
+    internal MigrationReport(string targetDirectory, string targetFormat, bool flatten, IReadOnlyList<MigrationEntry> entries)
     {
         TargetDirectory = targetDirectory;
         TargetFormat = targetFormat;

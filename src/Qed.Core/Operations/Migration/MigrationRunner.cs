@@ -68,7 +68,7 @@ internal sealed class MigrationRunner
         lock (_done)
             foreach (var step in _plan.Steps)
                 if (_done.TryGetValue(step, out var entry) || _previous.TryGetValue(step.Target, out entry)) entries.Add(entry);
-        return new MigrationReport(_plan.TargetDirectory, _plan.Options.TargetFormat, _plan.Options.Flatten, entries);
+        return new MigrationReport(_plan.TargetDirectory, _plan.Options.TargetFormat.Name(), _plan.Options.Flatten, entries);
     }
 
     private async Task WriteReportAsync()
@@ -96,10 +96,10 @@ internal sealed class MigrationRunner
     private MigrationEntry Entry(MigrationStep step, MigrationOutcome outcome, string? error) => new()
     {
         Source = step.Source,
-        SourceFormat = step.SourceFormat,
+        SourceFormat = step.SourceFormat.Name(),
         Chain = step.SourceChain,
         Target = step.Target,
-        TargetFormat = step.TargetFormat,
+        TargetFormat = step.TargetFormat.Name(),
         TargetBacking = step.TargetBackingName,
         Outcome = outcome,
         Error = error,
@@ -144,7 +144,7 @@ internal sealed class MigrationRunner
     {
         var clock = Stopwatch.StartNew();
         _previous.TryGetValue(step.Target, out var previous);
-        bool recorded = previous != null && previous.Source == step.Source && previous.TargetFormat == step.TargetFormat
+        bool recorded = previous != null && previous.Source == step.Source && previous.TargetFormat == step.TargetFormat.Name()
             && previous.TargetBacking == step.TargetBackingName;
         string temp = TemporaryName(step.Target);
         try
@@ -199,7 +199,7 @@ internal sealed class MigrationRunner
         MigrationVerifier.Verdict verdict;
         try
         {
-            verdict = await MigrationVerifier.VerifyAsync(source, step.Target, step.TargetFormat, salvaging: false, ct).ConfigureAwait(false);
+            verdict = await MigrationVerifier.VerifyAsync(source, step.Target, step.TargetFormat.Name(), salvaging: false, ct).ConfigureAwait(false);
         }
         catch (Exception e) when (e is ImageFormatException or IOException or NotSupportedException or ArgumentException)
         {
@@ -217,7 +217,7 @@ internal sealed class MigrationRunner
     }
 
     private Task<DiskImage> OpenSourceAsync(MigrationStep step, CancellationToken ct) =>
-        DiskImage.OpenAsync(step.Source, new ImageOpenOptions { Format = ImageFormatNames.FromName(step.SourceFormat), ReadOnly = true }, ct);
+        DiskImage.OpenAsync(step.Source, new ImageOpenOptions { Format = step.SourceFormat, ReadOnly = true }, ct);
 
     private async Task<MigrationEntry> ConvertAsync(MigrationStep step, string temp, Stopwatch clock, StrongBox<long> counted, CancellationToken ct)
     {
@@ -228,11 +228,11 @@ internal sealed class MigrationRunner
         await using var source = options.Salvage ? new SalvagingImage(opened) : opened;
         bool dirty = opened is Formats.Qed.QedImage { IsDirty: true };
         string? note = null;
-        if (step.SourceFormat == "qed")
+        if (step.SourceFormat == ImageFormat.Qed)
         {
             // The check in memory: read-only, no repair. Leaks (what a crash leaves) do not matter to the guest content.
             using var file = FileStorage.Open(step.Source, writable: false, locking: FileLockMode.None);
-            var found = await QedChecker.CheckAsync(file, CheckRepair.None, ct).ConfigureAwait(false);
+            var found = await QedChecker.CheckAsync(file, CheckRepair.None, null, ct).ConfigureAwait(false);
             if (found.Corruptions != 0 || found.CheckErrors != 0)
             {
                 string what = $"its check found {MigrationText.Count(found.Corruptions, "corruption")} and {MigrationText.Count(found.CheckErrors, "check error")}"
@@ -270,7 +270,7 @@ internal sealed class MigrationRunner
                 seen = was;
             }
         });
-        await using (var target = await DiskImage.OpenAsync(temp, new ImageOpenOptions { Format = ImageFormatNames.FromName(step.TargetFormat) }, ct).ConfigureAwait(false))
+        await using (var target = await DiskImage.OpenAsync(temp, new ImageOpenOptions { Format = step.TargetFormat }, ct).ConfigureAwait(false))
         {
             var copy = new ConvertOptions
             {
@@ -280,7 +280,7 @@ internal sealed class MigrationRunner
             };
             await ConvertOperation.CopyAsync(source, target, copy, relay, ct).ConfigureAwait(false);
         }
-        var verdict = await MigrationVerifier.VerifyAsync(source, temp, step.TargetFormat, options.Salvage, ct).ConfigureAwait(false);
+        var verdict = await MigrationVerifier.VerifyAsync(source, temp, step.TargetFormat.Name(), options.Salvage, ct).ConfigureAwait(false);
         if (verdict.Problem != null)
         {
             FileStorage.TryDelete(temp);
@@ -301,32 +301,32 @@ internal sealed class MigrationRunner
     }
 
     /// <summary>Progress reports handed on as they come (Progress&lt;T&gt; would post them to the thread pool, late).</summary>
-    private sealed class Relay(Action<ConvertProgress> report) : IProgress<ConvertProgress>
+    private sealed class Relay(Action<ImageProgress> report) : IProgress<ImageProgress>
     {
-        public void Report(ConvertProgress value) => report(value);
+        public void Report(ImageProgress value) => report(value);
     }
 
     private async Task CreateTargetAsync(MigrationStep step, string temp, DiskImage source, CancellationToken ct)
     {
         switch (step.TargetFormat)
         {
-            case "qcow2":
+            case ImageFormat.Qcow2:
                 var qcow2 = _plan.Options.Qcow2 with
                 {
                     Size = source.Size,
                     BackingFile = step.TargetBackingName,
-                    BackingFormat = ImageFormatNames.FromName(step.Backing?.TargetFormat),
+                    BackingFormat = step.Backing?.TargetFormat,
                     BackingCheck = BackingFileCheck.Open,
                 };
                 // A qcow2 file brought along keeps its cluster size.
                 if (step.BroughtAlong) qcow2 = qcow2 with { ClusterSize = source.ClusterSize };
                 await Qcow2Image.CreateAsync(temp, qcow2, ct).ConfigureAwait(false);
                 break;
-            case "raw":
+            case ImageFormat.Raw:
                 await RawImage.CreateAsync(temp, source.Size, ct).ConfigureAwait(false);
                 break;
             default:
-                throw new NotSupportedException($"Unsupported target format '{step.TargetFormat}'");
+                throw new NotSupportedException($"Unsupported target format {step.TargetFormat}");
         }
     }
 

@@ -9,8 +9,8 @@ public sealed record MigrationStep
     /// <summary>The source file, a full path.</summary>
     public required string Source { get; init; }
 
-    /// <summary>The source's format: <c>qed</c> for an image found, or the format of a backing file brought along.</summary>
-    public required string SourceFormat { get; init; }
+    /// <summary>The source's format: <see cref="ImageFormat.Qed"/> for an image found, or the format of a backing file brought along.</summary>
+    public required ImageFormat SourceFormat { get; init; }
 
     /// <summary>
     /// The source's backing chain, top first, as full paths (the source itself first); for an image whose chain cannot
@@ -22,7 +22,7 @@ public sealed record MigrationStep
     public required string Target { get; init; }
 
     /// <summary>The target's format.</summary>
-    public required string TargetFormat { get; init; }
+    public required ImageFormat TargetFormat { get; init; }
 
     /// <summary>The guest size in bytes, from the source's header (0 when it cannot be read).</summary>
     public long VirtualSize { get; init; }

@@ -23,7 +23,7 @@ internal static class MigrationVerifier
         if (targetFormat == "raw") check = "none (raw has no consistency check)";
         else
         {
-            var result = await QedChecker.CheckFileAsync(targetPath, targetFormat, CheckRepair.None, ct).ConfigureAwait(false)
+            var result = await QedChecker.CheckFileAsync(targetPath, targetFormat, CheckRepair.None, null, ct).ConfigureAwait(false)
                 ?? throw new InvalidOperationException($"No consistency check for '{targetFormat}'");
             if (result.Corruptions != 0 || result.CheckErrors != 0 || result.Leaks != 0)
                 return new Verdict($"the target's check found {MigrationText.Count(result.Corruptions, "corruption")}, {MigrationText.Count(result.Leaks, "leaked cluster")} and {MigrationText.Count(result.CheckErrors, "check error")}",

@@ -1,8 +1,18 @@
+using System.Collections.ObjectModel;
+
 namespace Qed.Check;
 
-/// <summary>What a consistency check found, with qemu-img check's counters and meanings.</summary>
-public sealed class QedCheckResult
+/// <summary>
+/// What a consistency check (<see cref="ImageFile.CheckAsync(string, CheckOptions?, IProgress{ImageProgress}?, CancellationToken)"/>)
+/// found, with qemu-img check's counters and meanings. Callers read it; only the check fills it in, so an instance
+/// never changes once returned and may be shared between threads.
+/// </summary>
+public sealed class ImageCheckResult
 {
+    private readonly List<string> _messages = new();
+
+    internal ImageCheckResult() => Messages = new ReadOnlyCollection<string>(_messages);
+
     /// <summary>Clusters the guest can address: ceil(image_size / cluster_size).</summary>
     public long TotalClusters { get; internal set; }
     /// <summary>L2 entries that point at a data cluster (invalid ones included, as qemu-img counts).</summary>
@@ -23,10 +33,16 @@ public sealed class QedCheckResult
     public long CompressedClusters { get; internal set; }
     /// <summary>The end of the last cluster in use, in bytes (qcow2's "Image end offset"), or 0 when not reported.</summary>
     public long ImageEndOffset { get; internal set; }
-    /// <summary>The format checked: "qed" or "qcow2".</summary>
-    public string Format { get; internal set; } = "qed";
+    /// <summary>The format checked: <see cref="ImageFormat.Qed"/> or <see cref="ImageFormat.Qcow2"/>.</summary>
+    public ImageFormat Format { get; internal set; } = ImageFormat.Qed;
     /// <summary>Why the check stopped before it finished (qemu-img's "Check failed: ..."), or null when it finished.</summary>
     public string? Failure { get; internal set; }
     /// <summary>One line per problem found or repaired, for people.</summary>
-    public List<string> Messages { get; } = new();
+    public IReadOnlyList<string> Messages { get; }
+
+    /// <summary>Whether the image is clean: it finished, with no corruptions, leaks or check errors left.</summary>
+    public bool IsClean => Failure is null && Corruptions == 0 && Leaks == 0 && CheckErrors == 0;
+
+    /// <summary>The messages, for the check to fill in.</summary>
+    internal List<string> MessageList => _messages;
 }
