@@ -203,10 +203,10 @@ public sealed partial class Qcow2Image : DiskImage
         if (!readOnly)
         {
             if ((header.IncompatibleFeatures & Qcow2IncompatibleFeatures.Corrupt) != 0)
-                throw new ImageFormatException($"'{file.Name}' is marked corrupt; open it read-only or repair it with 'qemu-img check -r all'",
+                throw new ImageFormatException($"'{file.Name}' is marked corrupt; open it read-only or {RepairAdvice.RepairIt}",
                     "incompatible_features", Qcow2Header.IncompatibleOffset);
             if ((header.IncompatibleFeatures & Qcow2IncompatibleFeatures.Dirty) != 0)
-                throw new NotSupportedException($"'{file.Name}' is marked dirty (lazy refcounts not written back); writing to it needs its refcounts rebuilt first ('qemu-img check -r all'); it can be opened read-only");
+                throw new NotSupportedException($"'{file.Name}' is marked dirty (lazy refcounts not written back); writing to it needs its refcounts rebuilt first {RepairAdvice.RebuildRefcounts}; it can be opened read-only");
             if (header.NbSnapshots > 0)
                 throw new NotSupportedException($"'{file.Name}' has {header.NbSnapshots} internal snapshot(s); writing to qcow2 images with internal snapshots is not supported (open it read-only)");
         }
