@@ -51,7 +51,7 @@ public class ImageFormatException : Exception
 
     /// <summary>
     /// The image file at fault, as it was opened (for a corrupt backing file, the backing file's name); null if
-    /// unknown (an image over a caller's stream, or a file that could not be identified).
+    /// unknown. For an image opened over a stream it is the image's <see cref="DiskImage.Name"/>.
     /// </summary>
     public string? FileName { get; private set; }
 
