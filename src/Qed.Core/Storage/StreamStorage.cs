@@ -75,7 +75,14 @@ internal sealed class StreamStorage : IBlockStorage
         {
             // Seeking past the end and writing leaves a gap; MemoryStream and FileStream both fill it with zeroes.
             _stream.Position = offset;
-            await _stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _stream.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+            }
+            catch (NotSupportedException e) when (offset + data.Length > _stream.Length)
+            {
+                throw CannotGrow(offset + data.Length, e);
+            }
         }
         finally
         {
@@ -107,7 +114,7 @@ internal sealed class StreamStorage : IBlockStorage
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _stream.SetLength(length);
+            SetStreamLength(length);
         }
         finally
         {
@@ -124,7 +131,7 @@ internal sealed class StreamStorage : IBlockStorage
         _lock.Wait(cancellationToken);
         try
         {
-            if (length > _stream.Length) _stream.SetLength(length);
+            if (length > _stream.Length) SetStreamLength(length);
         }
         finally
         {
@@ -159,6 +166,22 @@ internal sealed class StreamStorage : IBlockStorage
     /// <inheritdoc />
     public ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken cancellationToken = default) =>
         ValueTask.FromResult((true, maxLength)); // a stream cannot tell holes from data
+
+    private void SetStreamLength(long length)
+    {
+        try
+        {
+            _stream.SetLength(length);
+        }
+        catch (NotSupportedException e) when (length > _stream.Length)
+        {
+            throw CannotGrow(length, e);
+        }
+    }
+
+    // A MemoryStream made over a byte array keeps that array's length; an image grows as clusters are allocated.
+    private NotSupportedException CannotGrow(long length, Exception e) =>
+        new($"The stream '{Name}' cannot grow from {_stream.Length} to {length} bytes, which writing the image needs ({e.Message}); give it a stream that can be extended, such as new MemoryStream() with the image copied in.", e);
 
     private void ThrowIfReadOnly()
     {
