@@ -150,7 +150,7 @@ public sealed partial class Qcow2Image : DiskImage
     }
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
-    public static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
+    internal static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
 
     /// <summary>
     /// Opens a qcow2 image on <paramref name="file"/>. <paramref name="openBacking"/> is called with the backing name
