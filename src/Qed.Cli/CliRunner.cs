@@ -78,6 +78,7 @@ internal static class CliRunner
         // Argument exceptions append " (Parameter 'name')", which means nothing to a user of the tool.
         if (e is ArgumentException { ParamName: { } name })
             message = message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal);
-        return message.ReplaceLineEndings(" ");
+        // The library's repair advice names its API; the tool's users get the command they type, as before.
+        return RepairAdvice.ForTool(message).ReplaceLineEndings(" ");
     }
 }

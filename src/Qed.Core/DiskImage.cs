@@ -5,7 +5,7 @@ namespace Qed;
 /// object is safe for many concurrent callers; this is the one core that the CLI, the NBD server and
 /// <see cref="DiskImageStream"/> all sit on.
 /// </summary>
-public abstract class DiskImage : IAsyncDisposable, IDisposable
+public abstract partial class DiskImage : IAsyncDisposable, IDisposable
 {
     private int _disposed;
 

@@ -1,20 +1,34 @@
 namespace Qed;
 
 /// <summary>
-/// A seekable <see cref="Stream"/> over a <see cref="DiskImage"/>, for callers that want one. The stream keeps its
-/// own position; the image underneath stays positional, so several streams may share one image.
+/// A seekable <see cref="Stream"/> over a <see cref="DiskImage"/>'s guest bytes, for callers that want one. The
+/// stream keeps its own position; the image underneath stays positional, so several streams may share one image.
 /// </summary>
+/// <remarks>
+/// <para>Thread-safety: like any <see cref="Stream"/>, one instance serves one caller at a time (its
+/// <see cref="Position"/> is shared state; do not start a read or write before the previous one has completed).
+/// The <see cref="DiskImage"/> under it is safe for concurrent callers: give each thread its own stream over the one
+/// image, or call the image's positional methods directly.</para>
+/// <para>Disposal: as <c>GZipStream</c>, disposing the stream disposes the image (flushing it) unless it was made
+/// with <c>leaveOpen: true</c>. Dispose it only once its last read or write has completed; an operation still in
+/// flight then may fail (typically with <see cref="ObjectDisposedException"/>) and its data is not flushed.</para>
+/// </remarks>
 public sealed class DiskImageStream : Stream
 {
     private readonly DiskImage _image;
-    private readonly bool _ownsImage;
+    private readonly bool _leaveOpen;
     private long _position;
 
-    /// <summary>Wraps an image; with <paramref name="ownsImage"/>, disposing the stream disposes the image.</summary>
-    public DiskImageStream(DiskImage image, bool ownsImage = false)
+    /// <summary>
+    /// Wraps <paramref name="image"/>, positioned at 0; disposing the stream disposes the image unless
+    /// <paramref name="leaveOpen"/> is true.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="image"/> is null.</exception>
+    public DiskImageStream(DiskImage image, bool leaveOpen = false)
     {
+        ArgumentNullException.ThrowIfNull(image);
         _image = image;
-        _ownsImage = ownsImage;
+        _leaveOpen = leaveOpen;
     }
 
     /// <inheritdoc />
@@ -86,7 +100,14 @@ public sealed class DiskImageStream : Stream
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && _ownsImage) _image.Dispose();
+        if (disposing && !_leaveOpen) _image.Dispose();
         base.Dispose(disposing);
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask DisposeAsync()
+    {
+        if (!_leaveOpen) await _image.DisposeAsync().ConfigureAwait(false);
+        await base.DisposeAsync().ConfigureAwait(false);
     }
 }

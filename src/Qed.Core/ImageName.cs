@@ -12,7 +12,7 @@ namespace Qed;
 /// <param name="Filename">For a <c>file</c> node, the host file; else null.</param>
 /// <param name="Child">The node under a format or blkdebug node (its <c>file</c> or <c>image</c>); else null.</param>
 /// <param name="Errors">blkdebug's <c>inject-error</c> rules; empty for other drivers.</param>
-public sealed record ImageName(string Driver, string? Filename, ImageName? Child, IReadOnlyList<InjectedError> Errors)
+internal sealed record ImageName(string Driver, string? Filename, ImageName? Child, IReadOnlyList<InjectedError> Errors)
 {
     /// <summary>A quorum node's children; empty for other drivers.</summary>
     public IReadOnlyList<ImageName> Children { get; init; } = [];

@@ -53,7 +53,7 @@ internal static class ImageOpener
         // qemu-img's words: "Could not open 'TOP': Could not open backing file: REASON".
         catch (ImageLockedException e)
         {
-            throw new ImageLockedException(e.LockedFile, $"Could not open backing file: {e.Reason}", forImage);
+            throw new ImageLockedException(e.FileName, $"Could not open backing file: {e.Reason}", forImage);
         }
         catch (UnsupportedFileException e)
         {
@@ -66,9 +66,9 @@ internal static class ImageOpener
     {
         string canonical = Canonical(path);
         if (chain.Contains(canonical))
-            throw new ImageFormatException($"Backing file '{path}' creates an infinite loop.", ImageFormatException.BackingLoopField);
+            throw new ImageFormatException($"Backing file '{path}' creates an infinite loop.", path, ImageFormatException.BackingLoopField, null);
         if (chain.Count >= MaxChainDepth)
-            throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", "backing_filename");
+            throw new ImageFormatException($"Backing chain of '{path}' is deeper than {MaxChainDepth} layers", path, "backing_filename", null);
         chain.Add(canonical);
 
         IBlockStorage file;
@@ -89,6 +89,12 @@ internal static class ImageOpener
             ImageFormat? fromName = named is null ? null : ImageFormatNames.TryParse(named, out var f) ? f : throw UnknownFormat(named);
             var format = options.Format ?? fromName ?? await ProbeAsync(file, ct).ConfigureAwait(false);
             return await OpenFormatAsync(file, path, format, probed: options.Format is null && fromName is null, options, chain, ct).ConfigureAwait(false);
+        }
+        // The format layers do not know the file's name: it goes on their errors here. A corrupt backing file's error
+        // got the backing file's name in its own open, further in, and keeps it (the filter never catches).
+        catch (ImageFormatException e) when (e.AttachFileName(file.Name))
+        {
+            throw;
         }
         catch
         {

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace Qed;
 
 /// <summary>The kinds of request a blkdebug rule can fail, by their <c>iotype</c> names.</summary>
-public enum InjectedIoType
+internal enum InjectedIoType
 {
     /// <summary><c>read</c>: reads of guest (or file) data.</summary>
     Read,
@@ -27,7 +27,7 @@ public enum InjectedIoType
 /// such a rule fails reads, writes, write-zeroes and discards, not flushes or convert's block-status queries);
 /// <c>read_aio</c> fails reads and <c>write_aio</c> writes (zeroing included), or the <see cref="IoType"/> given.
 /// </summary>
-public sealed record InjectedError(string Event, int Errno, bool Once, long? Sector)
+internal sealed record InjectedError(string Event, int Errno, bool Once, long? Sector)
 {
     /// <summary>Linux's EIO, blkdebug's default errno.</summary>
     public const int EIO = 5;

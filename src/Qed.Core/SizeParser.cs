@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Qed;
 
 /// <summary>Why <see cref="SizeParser"/> refused a size.</summary>
-public enum SizeParseError
+internal enum SizeParseError
 {
     /// <summary>The size parsed and is in range.</summary>
     None,
@@ -22,7 +22,7 @@ public enum SizeParseError
 /// (<c>99999999999999999999T</c>) are invalid; any value above the maximum (<c>8E</c>, <c>16E</c>, or 2^64 with no
 /// suffix) is out of range.
 /// </summary>
-public static class SizeParser
+internal static class SizeParser
 {
     private const string Suffixes = "You may use k, M, G, T, P or E suffixes for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.";
 

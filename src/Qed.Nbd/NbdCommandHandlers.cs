@@ -184,9 +184,9 @@ internal sealed class NbdCommandHandlers
     private static uint ErrorFor(Exception e) => e switch
     {
         ArgumentOutOfRangeException => NbdError.EINVAL,
-        // A corrupt image, or one that refuses writes until checked because it was found corrupt: an I/O error, as
-        // qemu-nbd reports it. Before InvalidOperationException, which ImageNeedsCheckException derives from.
-        ImageFormatException or ImageNeedsCheckException => NbdError.EIO,
+        // A corrupt image, or one that refuses writes until checked because it was found corrupt (an
+        // ImageNeedsCheckException, which is an ImageFormatException): an I/O error, as qemu-nbd reports it.
+        ImageFormatException => NbdError.EIO,
         InvalidOperationException => NbdError.EPERM,     // DiskImage.CheckWritable: the image is read-only
         IOException io when (io.HResult & 0xffff) is 28 or 27 or 122 => NbdError.ENOSPC, // ENOSPC, EFBIG, EDQUOT
         OperationCanceledException => NbdError.ESHUTDOWN,

@@ -8,6 +8,15 @@ namespace Qed.Nbd;
 /// only ever loses its own connection. <see cref="StopAsync"/> lets in-flight requests finish before returning;
 /// the caller then disposes the images.
 /// </summary>
+/// <remarks>
+/// Thread-safety: the members are safe to call from any thread; <see cref="StopAsync"/> and
+/// <see cref="DisposeAsync"/> may be called more than once and concurrently (the first call stops, later ones return
+/// at once). The exported images are used by many connections at once, which <see cref="DiskImage"/> allows; the
+/// caller may use them alongside the server too. Disposal is <see cref="StopAsync"/> with its default grace: requests
+/// in flight finish (or, past the grace, finish with their replies dropped) before it returns. The server never
+/// disposes an image: dispose them after it, since an image disposed while the server still runs fails the requests
+/// that reach it.
+/// </remarks>
 public sealed class NbdServer : IAsyncDisposable
 {
     /// <summary>The largest READ or WRITE payload the server accepts, in bytes.</summary>

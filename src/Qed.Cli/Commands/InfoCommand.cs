@@ -61,12 +61,12 @@ internal static class InfoCommand
         {
             return await ImageArgs.OpenAsync(path, format, readOnly: true, noBacking: !withChain, ct, forceShare: forceShare);
         }
-        catch (CommandException e) when (withChain && CliRunner.Find<ImageLockedException>(e) is { } locked && locked.LockedFile != path)
+        catch (CommandException e) when (withChain && CliRunner.Find<ImageLockedException>(e) is { } locked && locked.FileName != path)
         {
             const string Backing = "Could not open backing file: ";
             string reason = locked.Reason;
             while (reason.StartsWith(Backing, StringComparison.Ordinal)) reason = reason[Backing.Length..];
-            throw new CommandException($"Could not open '{locked.LockedFile}': {reason}", locked);
+            throw new CommandException($"Could not open '{locked.FileName}': {reason}", locked);
         }
     }
 

@@ -66,7 +66,7 @@ internal static class IoText
     {
         ArgumentOutOfRangeException => "Input/output error", // QEMU refuses requests past the end with EIO
         NotSupportedException => "Operation not supported",
-        ImageNeedsCheckException => CliRunner.Describe(e), // names the corruption met, not a permission
+        ImageFormatException => CliRunner.Describe(e), // a corruption, or writes refused until checked: not a permission
         Formats.Raw.ProbedRawWriteException => CliRunner.Describe(e), // qemu-io: "Operation not permitted"; ours adds why
         InvalidOperationException or UnauthorizedAccessException => "Permission denied",
         _ => CliRunner.Describe(e),

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Qed.Operations;
 
 /// <summary>The workload of <c>qemu-img bench</c>: requests at offset + i × step, a fixed number in flight.</summary>
-public sealed record BenchmarkOptions
+internal sealed record BenchmarkOptions
 {
     /// <summary>Number of requests (qemu-img's default 75000).</summary>
     public int Count { get; init; } = 75000;
@@ -26,7 +26,7 @@ public sealed record BenchmarkOptions
 }
 
 /// <summary>Runs a <see cref="BenchmarkOptions"/> workload against an image and times it.</summary>
-public static class Benchmark
+internal static class Benchmark
 {
     /// <summary>The most memory the per-request buffers take together before all requests share one (256 MiB).</summary>
     public const long SeparateBuffersLimit = 256L << 20;

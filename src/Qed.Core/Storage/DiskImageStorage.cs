@@ -7,7 +7,7 @@ namespace Qed.Storage;
 /// qemu-img shows for a nested format); a completed write is not promised durable (the image may hold metadata for a
 /// flush), and the inline-read limit was given to the image's own files when it was opened.
 /// </summary>
-public sealed class DiskImageStorage(DiskImage image) : IBlockStorage
+internal sealed class DiskImageStorage(DiskImage image) : IBlockStorage
 {
     /// <inheritdoc/>
     public string Name => image.Name;

@@ -8,7 +8,7 @@ namespace Qed.Storage;
 /// Capabilities are those of the storage under it (a completed write is durable if it is there), except
 /// <see cref="AllocatedBytes"/>, which qemu-img does not report through blkdebug.
 /// </summary>
-public sealed class FaultInjectingStorage(IBlockStorage inner, IEnumerable<InjectedError> rules) : IBlockStorage
+internal sealed class FaultInjectingStorage(IBlockStorage inner, IEnumerable<InjectedError> rules) : IBlockStorage
 {
     private readonly List<InjectedError> _rules = [.. rules];
     private readonly Lock _lock = new();

@@ -35,7 +35,7 @@ public sealed class MemoryStorage : IBlockStorage
     public long Length { get { lock (_lock) return _length; } }
 
     /// <summary>Flushes counted, for tests that assert on write ordering.</summary>
-    public int FlushCount { get; private set; }
+    internal int FlushCount { get; private set; }
 
     /// <summary>A copy of the whole content.</summary>
     public byte[] ToArray()

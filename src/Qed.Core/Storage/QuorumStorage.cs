@@ -5,7 +5,7 @@ namespace Qed.Storage;
 /// <c>vote-threshold</c> children return alike (else it fails with EIO). The children are owned: disposed with this.
 /// Capabilities combine the children's: a write is durable only if it is on every child, growing grows each.
 /// </summary>
-public sealed class QuorumStorage : IBlockStorage
+internal sealed class QuorumStorage : IBlockStorage
 {
     private readonly IBlockStorage[] _children;
     private readonly int _threshold;

@@ -32,7 +32,7 @@ public class ResizeInteropTests
         Tool.Ok(dir.QemuImg("resize", "-f", "raw", "--shrink", "ref.raw", newSize));
         QemuCheck.AssertClean(dir, "img.qed");
         Tool.Ok(dir.QemuImg("compare", "-f", "qed", "-F", "raw", "img.qed", "ref.raw"));
-        if (SizeParser.Parse(newSize) < 16 << 20)
+        if (new FileInfo(dir["ref.raw"]).Length < 16 << 20) // the raw reference is exactly the new size
             Assert.True(new FileInfo(dir["img.qed"]).Length < before, "shrinking gives space back");
 
         // Growing back reads zeroes past the old end, never stale bytes of what was dropped.

@@ -21,13 +21,13 @@ internal sealed class MutantOutcome(string id)
         {
             await action();
         }
-        catch (ImageFormatException)
-        {
-            FormatErrors++;
-        }
         catch (ImageNeedsCheckException) when (isWrite)
         {
             RefusedWrites++;
+        }
+        catch (ImageFormatException e) when (e is not ImageNeedsCheckException) // a refusal is expected from writes only
+        {
+            FormatErrors++;
         }
         catch (NotSupportedException) when (unsupportedAllowed)
         {

@@ -108,7 +108,7 @@ public sealed class ImageLockTests : IDisposable
         await using var baseWriter = await OpenAsync(basePath, readOnly: false);
         var e2 = await Assert.ThrowsAsync<ImageLockedException>(() => OpenAsync(overlay, readOnly: false));
         Assert.Equal($"Could not open '{overlay}': Could not open backing file: Failed to get shared \"write\" lock", e2.Message);
-        Assert.Equal(basePath, e2.LockedFile);
+        Assert.Equal(basePath, e2.FileName);
     }
 
     [Fact]

@@ -31,7 +31,7 @@ internal sealed class Qcow2FailureLatch(IBlockStorage file, string name, bool v3
         switch (Failure)
         {
             case ImageFormatException corrupt:
-                throw new ImageNeedsCheckException($"Writes to '{name}' are refused until it is checked: {corrupt.Message}", corrupt);
+                throw new ImageNeedsCheckException($"Writes to '{name}' are refused until it is checked: {corrupt.Message}", name, corrupt);
             case { } e:
                 throw new IOException($"The qcow2 image '{name}' refuses writes after an earlier metadata write failed: {e.Message}", e);
         }
@@ -41,7 +41,7 @@ internal sealed class Qcow2FailureLatch(IBlockStorage file, string name, bool v3
     public void ThrowIfFailedForFlush()
     {
         if (Failure is ImageFormatException corrupt)
-            throw new ImageFormatException($"'{name}' cannot be flushed, its tables are no longer written: {corrupt.Message}", corrupt.Field, corrupt.FileOffset, corrupt);
+            throw new ImageFormatException($"'{name}' cannot be flushed, its tables are no longer written: {corrupt.Message}", name, corrupt.Field, corrupt.FileOffset, corrupt);
         ThrowIfFailed();
     }
 
@@ -49,6 +49,7 @@ internal sealed class Qcow2FailureLatch(IBlockStorage file, string name, bool v3
     /// in the header (as QEMU does). Returns <paramref name="error"/> for the caller to throw.</summary>
     public async ValueTask<ImageFormatException> CorruptAsync(ImageFormatException error)
     {
+        error.AttachFileName(name);
         if (Record(error) && v3)
         {
             var bits = new byte[8];

@@ -13,7 +13,7 @@ namespace Qed.Formats.Qcow2;
 public sealed record Qcow2FormatInfo(string Compat, string CompressionType, bool? LazyRefcounts, int RefcountBits, bool? Corrupt, bool? ExtendedL2)
 {
     /// <summary>The fields for <paramref name="header"/>.</summary>
-    public static Qcow2FormatInfo FromHeader(Qcow2Header header)
+    internal static Qcow2FormatInfo FromHeader(Qcow2Header header)
     {
         bool v3 = header.Version >= 3;
         return new Qcow2FormatInfo(

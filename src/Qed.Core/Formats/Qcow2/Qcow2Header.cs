@@ -89,7 +89,7 @@ public readonly record struct Qcow2Header
     public bool HasBackingFile => BackingFileOffset != 0 && BackingFileSize != 0;
 
     /// <summary>Decodes the header fields without judging them; <paramref name="source"/> holds at least 104 bytes (112 to see compression_type).</summary>
-    public static Qcow2Header Parse(ReadOnlySpan<byte> source)
+    internal static Qcow2Header Parse(ReadOnlySpan<byte> source)
     {
         if (source.Length < V3MinLength) throw new ArgumentException($"A qcow2 header needs {V3MinLength} bytes.", nameof(source));
         uint version = BinaryPrimitives.ReadUInt32BigEndian(source[VersionOffset..]);
@@ -124,7 +124,7 @@ public readonly record struct Qcow2Header
     }
 
     /// <summary>Encodes the header into <paramref name="destination"/> (72 bytes for version 2, else <see cref="HeaderLength"/>).</summary>
-    public void WriteTo(Span<byte> destination)
+    internal void WriteTo(Span<byte> destination)
     {
         BinaryPrimitives.WriteUInt32BigEndian(destination[MagicOffset..], Magic);
         BinaryPrimitives.WriteUInt32BigEndian(destination[VersionOffset..], Version);
@@ -152,7 +152,7 @@ public readonly record struct Qcow2Header
     public long BytesPerL2 => 1L << (2 * (int)ClusterBits - 3);
 
     /// <summary>L1 entries needed to map <paramref name="size"/> bytes with clusters of 2^<paramref name="clusterBits"/>.</summary>
-    public static long L1EntriesFor(ulong size, int clusterBits)
+    internal static long L1EntriesFor(ulong size, int clusterBits)
     {
         int shift = 2 * clusterBits - 3;
         return (long)((size >> shift) + ((size & ((1UL << shift) - 1)) != 0 ? 1UL : 0UL));
@@ -164,7 +164,7 @@ public readonly record struct Qcow2Header
     /// </summary>
     /// <exception cref="ImageFormatException">A field breaks a rule; the message names it, its value and offset.</exception>
     /// <exception cref="NotSupportedException">The image uses a feature this library does not implement.</exception>
-    public void Validate(long fileLength, IReadOnlyDictionary<int, string>? featureNames = null)
+    internal void Validate(long fileLength, IReadOnlyDictionary<int, string>? featureNames = null)
     {
         if (Magic != MagicValue)
             throw new ImageFormatException("Image is not in qcow2 format", "magic", MagicOffset);

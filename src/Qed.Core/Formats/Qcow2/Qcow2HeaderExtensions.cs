@@ -4,7 +4,7 @@ using System.Text;
 namespace Qed.Formats.Qcow2;
 
 /// <summary>The header extensions this library reads: the backing format name and the feature name table.</summary>
-public sealed class Qcow2HeaderExtensions
+internal sealed class Qcow2HeaderExtensions
 {
     /// <summary>Type of the end-of-extensions marker.</summary>
     public const uint EndType = 0;

@@ -78,14 +78,22 @@ public sealed partial class Qcow2Image
     /// <inheritdoc />
     public override async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        CheckRange(offset, buffer.Length);
-        while (buffer.Length > 0)
+        try
         {
-            var m = await LookupAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
-            int n = (int)m.Length;
-            await ReadMappedAsync(m, offset, buffer[..n], cancellationToken).ConfigureAwait(false);
-            offset += n;
-            buffer = buffer[n..];
+            CheckRange(offset, buffer.Length);
+            while (buffer.Length > 0)
+            {
+                var m = await LookupAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
+                int n = (int)m.Length;
+                await ReadMappedAsync(m, offset, buffer[..n], cancellationToken).ConfigureAwait(false);
+                offset += n;
+                buffer = buffer[n..];
+            }
+        }
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
+        {
+            throw;
         }
     }
 
@@ -121,15 +129,23 @@ public sealed partial class Qcow2Image
     /// <inheritdoc />
     public override async ValueTask<LayerExtent> GetLayerExtentAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        CheckRange(offset, length);
-        if (length == 0) return new LayerExtent(offset, 0, ExtentKind.Unallocated, -1);
-        var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
-        return m.Kind switch
+        try
         {
-            Qcow2ClusterKind.Data => new LayerExtent(offset, m.Length, ExtentKind.Data, m.Host),
-            Qcow2ClusterKind.Compressed => new LayerExtent(offset, m.Length, ExtentKind.Data, -1), // qemu-img map gives no offset either
-            Qcow2ClusterKind.Zero => new LayerExtent(offset, m.Length, ExtentKind.Zero, -1),
-            _ => new LayerExtent(offset, m.Length, ExtentKind.Unallocated, -1),
-        };
+            CheckRange(offset, length);
+            if (length == 0) return new LayerExtent(offset, 0, ExtentKind.Unallocated, -1);
+            var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+            return m.Kind switch
+            {
+                Qcow2ClusterKind.Data => new LayerExtent(offset, m.Length, ExtentKind.Data, m.Host),
+                Qcow2ClusterKind.Compressed => new LayerExtent(offset, m.Length, ExtentKind.Data, -1), // qemu-img map gives no offset either
+                Qcow2ClusterKind.Zero => new LayerExtent(offset, m.Length, ExtentKind.Zero, -1),
+                _ => new LayerExtent(offset, m.Length, ExtentKind.Unallocated, -1),
+            };
+        }
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
+        {
+            throw;
+        }
     }
 }

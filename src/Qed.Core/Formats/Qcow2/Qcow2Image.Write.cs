@@ -19,21 +19,29 @@ public sealed partial class Qcow2Image
     /// way makes the image refuse further writes, since memory and disk may disagree.</remarks>
     public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        if (_readOnly) return;
-        _failure.ThrowIfFailedForFlush();
-        await _allocLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await _writeBack.RunAsync().ConfigureAwait(false);
+            if (_readOnly) return;
+            _failure.ThrowIfFailedForFlush();
+            await _allocLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _writeBack.RunAsync().ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                _failure.Record(e); // memory and disk may disagree now: refuse further writes
+                throw;
+            }
+            finally
+            {
+                _allocLock.Release();
+            }
         }
-        catch (Exception e)
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
         {
-            _failure.Record(e); // memory and disk may disagree now: refuse further writes
             throw;
-        }
-        finally
-        {
-            _allocLock.Release();
         }
     }
 
@@ -62,24 +70,32 @@ public sealed partial class Qcow2Image
     /// <inheritdoc />
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
-        CheckWritable();
-        CheckRange(offset, data.Length);
-        ThrowIfFailed();
-        while (data.Length > 0)
+        try
         {
-            var m = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
-            int n = (int)m.Length;
-            if (m.Kind == Qcow2ClusterKind.Data)
+            CheckWritable();
+            CheckRange(offset, data.Length);
+            ThrowIfFailed();
+            while (data.Length > 0)
             {
-                await CheckDataWriteAsync(offset, m.Host, n, cancellationToken).ConfigureAwait(false);
-                await _file.WriteAsync(m.Host, data[..n], cancellationToken).ConfigureAwait(false);
+                var m = await LookupAsync(offset, data.Length, cancellationToken).ConfigureAwait(false);
+                int n = (int)m.Length;
+                if (m.Kind == Qcow2ClusterKind.Data)
+                {
+                    await CheckDataWriteAsync(offset, m.Host, n, cancellationToken).ConfigureAwait(false);
+                    await _file.WriteAsync(m.Host, data[..n], cancellationToken).ConfigureAwait(false);
+                }
+                else if (!await AllocateAndWriteAsync(m, offset, data[..n], cancellationToken).ConfigureAwait(false))
+                    continue; // the clusters changed under us: look again
+                offset += n;
+                data = data[n..];
             }
-            else if (!await AllocateAndWriteAsync(m, offset, data[..n], cancellationToken).ConfigureAwait(false))
-                continue; // the clusters changed under us: look again
-            offset += n;
-            data = data[n..];
+            await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
         }
-        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
+        {
+            throw;
+        }
     }
 
     /// <summary>
@@ -252,32 +268,40 @@ public sealed partial class Qcow2Image
     /// <inheritdoc />
     public override async ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        CheckWritable();
-        CheckRange(offset, length);
-        ThrowIfFailed();
-        long mask = _clusterSize - 1;
-        while (length > 0)
+        try
         {
-            var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
-            long runEnd = offset + m.Length;
-            long wholeEnd = WholeClustersEnd(runEnd);
-            long n;
-            bool ok;
-            if ((offset & mask) == 0 && wholeEnd > offset)
+            CheckWritable();
+            CheckRange(offset, length);
+            ThrowIfFailed();
+            long mask = _clusterSize - 1;
+            while (length > 0)
             {
-                n = wholeEnd - offset;
-                ok = await ZeroWholeClustersAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
+                var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                long runEnd = offset + m.Length;
+                long wholeEnd = WholeClustersEnd(runEnd);
+                long n;
+                bool ok;
+                if ((offset & mask) == 0 && wholeEnd > offset)
+                {
+                    n = wholeEnd - offset;
+                    ok = await ZeroWholeClustersAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
+                    ok = await ZeroPartOfClusterAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
+                }
+                if (!ok) continue;
+                offset += n;
+                length -= n;
             }
-            else
-            {
-                n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
-                ok = await ZeroPartOfClusterAsync(m, offset, n, cancellationToken).ConfigureAwait(false);
-            }
-            if (!ok) continue;
-            offset += n;
-            length -= n;
+            await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
         }
-        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
+        {
+            throw;
+        }
     }
 
     private bool BackingUnder(long offset) => _backing != null && offset < _backing.Size;
@@ -342,34 +366,42 @@ public sealed partial class Qcow2Image
     /// </remarks>
     public override async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        CheckWritable();
-        CheckRange(offset, length);
-        ThrowIfFailed();
-        long mask = _clusterSize - 1;
-        while (length > 0)
+        try
         {
-            var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
-            long runEnd = offset + m.Length;
-            long wholeEnd = WholeClustersEnd(runEnd);
-            long n = m.Length;
-            if ((offset & mask) != 0 || wholeEnd <= offset)
+            CheckWritable();
+            CheckRange(offset, length);
+            ThrowIfFailed();
+            long mask = _clusterSize - 1;
+            while (length > 0)
             {
-                n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
-            }
-            else if (m.Kind != Qcow2ClusterKind.Unallocated)
-            {
-                n = wholeEnd - offset;
-                bool backing = BackingUnder(offset);
-                if (!backing || _v3)
+                var m = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                long runEnd = offset + m.Length;
+                long wholeEnd = WholeClustersEnd(runEnd);
+                long n = m.Length;
+                if ((offset & mask) != 0 || wholeEnd <= offset)
                 {
-                    ulong replacement = backing ? Qcow2Entries.ZeroFlag : 0;
-                    if (!await RewriteEntriesAsync(m, offset, n, _ => replacement, cancellationToken).ConfigureAwait(false)) continue;
+                    n = Math.Min(runEnd, (offset + _clusterSize) & ~mask) - offset;
                 }
+                else if (m.Kind != Qcow2ClusterKind.Unallocated)
+                {
+                    n = wholeEnd - offset;
+                    bool backing = BackingUnder(offset);
+                    if (!backing || _v3)
+                    {
+                        ulong replacement = backing ? Qcow2Entries.ZeroFlag : 0;
+                        if (!await RewriteEntriesAsync(m, offset, n, _ => replacement, cancellationToken).ConfigureAwait(false)) continue;
+                    }
+                }
+                offset += n;
+                length -= n;
             }
-            offset += n;
-            length -= n;
+            await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
         }
-        await WriteBackIfLargeAsync(cancellationToken).ConfigureAwait(false);
+        // An error raised below without a file name gets this image's; the filter never catches, so it goes on as thrown.
+        catch (ImageFormatException e) when (e.AttachFileName(Name))
+        {
+            throw;
+        }
     }
 
     private async ValueTask WriteBackIfLargeAsync(CancellationToken ct)

@@ -153,7 +153,7 @@ public sealed partial class Qcow2Image : DiskImage
         await Qcow2Layout.Plan(options, ImageCreation.RequireSize(options)).Writer(storage, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
-    public static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
+    internal static string ResolveBackingPath(string imagePath, string backingName) => QedImage.ResolveBackingPath(imagePath, backingName);
 
     /// <summary>
     /// Opens a qcow2 image on <paramref name="file"/>. <paramref name="openBacking"/> is called with the backing name
@@ -212,10 +212,10 @@ public sealed partial class Qcow2Image : DiskImage
         if (!readOnly)
         {
             if ((header.IncompatibleFeatures & Qcow2IncompatibleFeatures.Corrupt) != 0)
-                throw new ImageFormatException($"'{file.Name}' is marked corrupt; open it read-only or repair it with 'qemu-img check -r all'",
+                throw new ImageFormatException($"'{file.Name}' is marked corrupt; open it read-only or {RepairAdvice.RepairIt}",
                     "incompatible_features", Qcow2Header.IncompatibleOffset);
             if ((header.IncompatibleFeatures & Qcow2IncompatibleFeatures.Dirty) != 0)
-                throw new NotSupportedException($"'{file.Name}' is marked dirty (lazy refcounts not written back); writing to it needs its refcounts rebuilt first ('qemu-img check -r all'); it can be opened read-only");
+                throw new NotSupportedException($"'{file.Name}' is marked dirty (lazy refcounts not written back); writing to it needs its refcounts rebuilt first {RepairAdvice.RebuildRefcounts}; it can be opened read-only");
             if (header.NbSnapshots > 0)
                 throw new NotSupportedException($"'{file.Name}' has {header.NbSnapshots} internal snapshot(s); writing to qcow2 images with internal snapshots is not supported (open it read-only)");
         }

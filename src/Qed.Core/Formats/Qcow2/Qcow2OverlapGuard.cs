@@ -138,6 +138,6 @@ internal sealed class Qcow2OverlapGuard
     /// </summary>
     public ValueTask<ImageFormatException> CorruptAsync(string subject, Qcow2Metadata kind, long cluster, string field, long fileOffset, string detail = "") =>
         _failure.CorruptAsync(new ImageFormatException(
-            $"{subject} overlaps the {Qcow2MetadataMap.Describe(kind)} at file offset 0x{cluster << _clusterBits:x}{detail}: preventing invalid write on metadata; '{_name}' is now marked corrupt (see 'qemu-img check')",
+            $"{subject} overlaps the {Qcow2MetadataMap.Describe(kind)} at file offset 0x{cluster << _clusterBits:x}{detail}: preventing invalid write on metadata; '{_name}' is now marked corrupt {RepairAdvice.SeeCheck}",
             field, fileOffset));
 }

@@ -21,7 +21,7 @@ internal sealed class FailureLatch(string imageName)
     /// <summary>Records a corruption and returns the exception the request fails with.</summary>
     public ImageFormatException Corrupt(string message, string field, long fileOffset)
     {
-        var error = new ImageFormatException($"{message}; the image '{imageName}' needs 'qed check -r all'", field, fileOffset);
+        var error = new ImageFormatException($"{message}; the image '{imageName}' {RepairAdvice.NeedsRepair}", imageName, field, fileOffset);
         Record(error);
         return error;
     }
@@ -31,6 +31,6 @@ internal sealed class FailureLatch(string imageName)
     {
         var failure = _failure;
         if (failure != null)
-            throw new ImageNeedsCheckException($"Writes to '{imageName}' are refused until it is checked: {failure.Message}", failure);
+            throw new ImageNeedsCheckException($"Writes to '{imageName}' are refused until it is checked: {failure.Message}", imageName, failure);
     }
 }

@@ -57,7 +57,7 @@ public readonly record struct QedHeader
     public bool NeedsCheck => (Features & QedFeatures.NeedCheck) != 0;
 
     /// <summary>Decodes the header fields without judging them.</summary>
-    public static QedHeader Parse(ReadOnlySpan<byte> source)
+    internal static QedHeader Parse(ReadOnlySpan<byte> source)
     {
         if (source.Length < Size) throw new ArgumentException($"A QED header needs {Size} bytes.", nameof(source));
         return new QedHeader
@@ -77,7 +77,7 @@ public readonly record struct QedHeader
     }
 
     /// <summary>Encodes the header into the first 64 bytes of <paramref name="destination"/>.</summary>
-    public void WriteTo(Span<byte> destination)
+    internal void WriteTo(Span<byte> destination)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(destination[MagicOffset..], Magic);
         BinaryPrimitives.WriteUInt32LittleEndian(destination[ClusterSizeOffset..], ClusterSize);
@@ -103,7 +103,7 @@ public readonly record struct QedHeader
     }
 
     /// <summary>QEMU 7.2's maximum, which wraps to 0 for large geometries (its bug 3): images it cannot open.</summary>
-    public static ulong QemuMaxImageSize(uint clusterSize, uint tableSize)
+    internal static ulong QemuMaxImageSize(uint clusterSize, uint tableSize)
     {
         ulong entries = (ulong)tableSize * clusterSize / 8;
         return unchecked(entries * entries * clusterSize);
@@ -117,7 +117,7 @@ public readonly record struct QedHeader
     /// Applies every rule of the format against a file of <paramref name="fileLength"/> bytes, in QEMU's order.
     /// </summary>
     /// <exception cref="ImageFormatException">A field breaks a rule; the message names it, its value and offset.</exception>
-    public void Validate(long fileLength)
+    internal void Validate(long fileLength)
     {
         if (Magic != MagicValue || fileLength < Size)
             throw new ImageFormatException("Image not in QED format", "magic", MagicOffset);
@@ -186,7 +186,7 @@ public readonly record struct QedHeader
     /// with all <see cref="TableSize"/> clusters inside a file of <paramref name="fileClusters"/> whole clusters.
     /// Unlike QEMU 7.2 (its bug 1) this accepts table_size 1.
     /// </summary>
-    public bool IsValidTableOffset(ulong offset, long fileClusters)
+    internal bool IsValidTableOffset(ulong offset, long fileClusters)
     {
         if (offset % ClusterSize != 0) return false;
         ulong cluster = offset / ClusterSize;

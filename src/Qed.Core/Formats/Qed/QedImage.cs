@@ -147,7 +147,7 @@ public sealed partial class QedImage : DiskImage
         QedImageCreator.CreateAsync(storage, options, cancellationToken);
 
     /// <summary>Resolves a backing name as QEMU does: absolute, or relative to the folder of the image naming it.</summary>
-    public static string ResolveBackingPath(string imagePath, string backingName) => ImageName.ResolveBacking(imagePath, backingName);
+    internal static string ResolveBackingPath(string imagePath, string backingName) => ImageName.ResolveBacking(imagePath, backingName);
 
     /// <summary>
     /// Opens a QED image on <paramref name="file"/>. <paramref name="openBacking"/> is called with the backing name

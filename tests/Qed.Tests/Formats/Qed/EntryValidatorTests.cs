@@ -39,7 +39,7 @@ public class EntryValidatorTests
         Assert.Contains(problem, e.Message);
         Assert.Equal("L2[0][7]", e.Field);
         Assert.Equal(EngineFixture.FirstFree + 8 * 7, e.FileOffset);
-        Assert.Contains("needs 'qed check -r all'", e.Message);
+        Assert.Contains("needs repairing with ImageFile.CheckAsync and CheckRepair.All", e.Message);
         Assert.Same(e, f.Latch.Failure); // writes stop until a check
         Assert.Throws<ImageNeedsCheckException>(f.Latch.ThrowIfFailed);
     }
