@@ -54,13 +54,13 @@ public abstract partial class DiskImage
         options = options with { ReadOnly = !storage.CanWrite, WritableBacking = null };
         try
         {
-            string format = options.Format ?? await ImageOpener.ProbeAsync(storage, cancellationToken).ConfigureAwait(false);
+            var format = options.Format ?? await ImageOpener.ProbeAsync(storage, cancellationToken).ConfigureAwait(false);
             return format switch
             {
-                "qed" => await QedImage.OpenAsync(storage, options, RefuseBacking, cancellationToken).ConfigureAwait(false),
-                "qcow2" => await Qcow2Image.OpenAsync(storage, options, RefuseBacking, cancellationToken).ConfigureAwait(false),
-                "raw" => new RawImage(storage, options.ReadOnly, probed: options.Format is null),
-                _ => throw new NotSupportedException($"Unknown image format '{format}' (known: qed, raw, qcow2)"),
+                ImageFormat.Qed => await QedImage.OpenAsync(storage, options, RefuseBacking, cancellationToken).ConfigureAwait(false),
+                ImageFormat.Qcow2 => await Qcow2Image.OpenAsync(storage, options, RefuseBacking, cancellationToken).ConfigureAwait(false),
+                ImageFormat.Raw => new RawImage(storage, options.ReadOnly, probed: options.Format is null),
+                _ => throw new ArgumentOutOfRangeException(nameof(options), format, "ImageOpenOptions.Format is not an ImageFormat value"),
             };
         }
         catch (ImageFormatException e) when (e.AttachFileName(storage.Name))
@@ -76,7 +76,7 @@ public abstract partial class DiskImage
     }
 
     /// <summary>The backing opener of an image over a stream: there is none to open.</summary>
-    private static Task<DiskImage> RefuseBacking(string backingName, string? format, CancellationToken cancellationToken) =>
+    private static Task<DiskImage> RefuseBacking(string backingName, ImageFormat? format, CancellationToken cancellationToken) =>
         throw new NotSupportedException(
             $"The image in the stream has the backing file '{backingName}', which cannot be opened: an image over a stream has no folder to find it in. Open the image by path, or set ImageOpenOptions.NoBacking to read it without its backing file.");
 }

@@ -24,7 +24,7 @@ public sealed class ImageErrorTests : IDisposable
     private async Task CorruptBaseUnderTopAsync()
     {
         await QedImage.CreateAsync(PathOf("base.qed"), new QedCreateOptions { Size = 1 << 20 });
-        await QedImage.CreateAsync(PathOf("top.qed"), new QedCreateOptions { Size = 1 << 20, BackingFile = "base.qed", BackingFormat = "qed" });
+        await QedImage.CreateAsync(PathOf("top.qed"), new QedCreateOptions { Size = 1 << 20, BackingFile = "base.qed", BackingFormat = ImageFormat.Qed });
         await using var file = new FileStream(PathOf("base.qed"), FileMode.Open);
         file.Position = 4;
         file.Write([0x00, 0x30, 0x00, 0x00]); // 12288: not a power of 2
