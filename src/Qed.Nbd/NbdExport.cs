@@ -9,9 +9,8 @@ public sealed class NbdExport
     /// <summary>Creates an export; the server does not own <paramref name="image"/> and never disposes it.</summary>
     /// <param name="name">The export name clients ask for (at most 4096 bytes of UTF-8).</param>
     /// <param name="image">The image to serve.</param>
-    /// <param name="readOnly">Refuse writes even if the image is writable.</param>
     /// <param name="description">A human-readable description sent in LIST and INFO, or null.</param>
-    public NbdExport(string name, DiskImage image, bool readOnly = false, string? description = null)
+    public NbdExport(string name, DiskImage image, string? description = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(image);
@@ -21,7 +20,6 @@ public sealed class NbdExport
             throw new ArgumentException($"The export description is longer than {NbdLimits.MaxString} bytes.", nameof(description));
         Name = name;
         Image = image;
-        ReadOnly = readOnly || image.IsReadOnly;
         Description = description;
     }
 
@@ -31,8 +29,13 @@ public sealed class NbdExport
     /// <summary>The image served.</summary>
     public DiskImage Image { get; }
 
-    /// <summary>Whether writes, trims and zeroing are refused with EPERM.</summary>
-    public bool ReadOnly { get; }
+    /// <summary>
+    /// Whether writes, trims and zeroing are refused with EPERM. Set it to refuse them on a writable image; it is
+    /// always true for an image opened read-only.
+    /// </summary>
+    public bool ReadOnly { get => _readOnly || Image.IsReadOnly; init => _readOnly = value; }
+
+    private readonly bool _readOnly;
 
     /// <summary>The description sent in LIST and NBD_INFO_DESCRIPTION, or null.</summary>
     public string? Description { get; }

@@ -195,7 +195,9 @@ public sealed class NbdServer : IAsyncDisposable
     /// </summary>
     /// <param name="grace">How long connections may take to finish; after it their sockets are closed (requests
     /// already running on the image still complete, their replies are dropped).</param>
-    public async Task StopAsync(TimeSpan? grace = null)
+    /// <param name="cancellationToken">Ends the grace early: the connections are closed at once, as when it runs out.
+    /// The server is stopped either way; the call does not throw for it.</param>
+    public async Task StopAsync(TimeSpan? grace = null, CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0) return;
         _stopping.Cancel();
@@ -205,7 +207,7 @@ public sealed class NbdServer : IAsyncDisposable
         lock (_lock) open = [.. _connections];
         foreach (var c in open) c.Stop();
         var all = Task.WhenAll(open.Select(c => c.Completion));
-        if (await Task.WhenAny(all, Task.Delay(grace ?? TimeSpan.FromSeconds(10))).ConfigureAwait(false) != all)
+        if (await Task.WhenAny(all, Task.Delay(grace ?? TimeSpan.FromSeconds(10), cancellationToken)).ConfigureAwait(false) != all)
         {
             // A client that stops reading can block its replies forever; do not let it hold up shutdown.
             foreach (var c in open) c.Abort();

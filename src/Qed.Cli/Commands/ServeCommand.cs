@@ -67,7 +67,7 @@ internal static class ServeCommand
                     images.Add(image);
                     ProbeWarning.PrintIfProbedRaw(image, paths[i]);
                     string name = i < exportNames.Length ? exportNames[i] : Path.GetFileName(paths[i]);
-                    exports.Add(new NbdExport(name, image, ro, i < exportDescriptions.Length ? exportDescriptions[i] : null));
+                    exports.Add(new NbdExport(name, image, i < exportDescriptions.Length ? exportDescriptions[i] : null) { ReadOnly = ro });
                 }
                 // Socket completions run on the socket engine's thread instead of hopping to the thread pool: the
                 // request loop never blocks (reads that hit the page cache complete on the spot, everything else is

@@ -70,7 +70,16 @@ public sealed class FileStorage : IBlockStorage
     /// <exception cref="ImageLockedException">Another opener's locks conflict with this open.</exception>
     /// <exception cref="IOException">The path is not a regular file or block device (a FIFO, directory, socket, character device).</exception>
     /// <exception cref="ArgumentException"><see cref="FileLockMode.ForceShare"/> with a writable open.</exception>
-    public static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack, FileLockMode locking = FileLockMode.Default)
+    public static FileStorage Open(string path, FileAccess access, CacheMode cache = CacheMode.WriteBack, FileLockMode locking = FileLockMode.Default) =>
+        access switch
+        {
+            FileAccess.Read => Open(path, writable: false, cache, locking),
+            FileAccess.ReadWrite => Open(path, writable: true, cache, locking),
+            _ => throw new ArgumentOutOfRangeException(nameof(access), access, "An image file is opened for reading, or for reading and writing"),
+        };
+
+    /// <summary>As <see cref="Open(string, FileAccess, CacheMode, FileLockMode)"/>, with the access as a flag.</summary>
+    internal static FileStorage Open(string path, bool writable, CacheMode cache = CacheMode.WriteBack, FileLockMode locking = FileLockMode.Default)
     {
         var permissions = ImageLock.For(locking, writable);
         FileKind.EnsureOpenable(path); // before the open: opening a FIFO would block

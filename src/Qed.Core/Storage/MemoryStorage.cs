@@ -13,14 +13,21 @@ public sealed class MemoryStorage : IBlockStorage
     private long _length;
 
     /// <summary>Creates empty storage.</summary>
-    public MemoryStorage(string name = "memory", bool canWrite = true)
+    /// <param name="name">The name errors and <see cref="IBlockStorage.Name"/> give it.</param>
+    /// <param name="access"><see cref="FileAccess.ReadWrite"/>, or <see cref="FileAccess.Read"/> to refuse writes.</param>
+    public MemoryStorage(string name = "memory", FileAccess access = FileAccess.ReadWrite)
     {
+        if (access is not (FileAccess.Read or FileAccess.ReadWrite))
+            throw new ArgumentOutOfRangeException(nameof(access), access, "MemoryStorage is either readable or readable and writable");
         Name = name;
-        CanWrite = canWrite;
+        CanWrite = access == FileAccess.ReadWrite;
     }
 
     /// <summary>Creates storage holding a copy of <paramref name="content"/>.</summary>
-    public MemoryStorage(ReadOnlySpan<byte> content, string name = "memory", bool canWrite = true) : this(name, canWrite)
+    /// <param name="content">The bytes the storage starts with.</param>
+    /// <param name="name">The name errors and <see cref="IBlockStorage.Name"/> give it.</param>
+    /// <param name="access"><see cref="FileAccess.ReadWrite"/>, or <see cref="FileAccess.Read"/> to refuse writes.</param>
+    public MemoryStorage(ReadOnlySpan<byte> content, string name = "memory", FileAccess access = FileAccess.ReadWrite) : this(name, access)
     {
         WriteCore(0, content);
     }

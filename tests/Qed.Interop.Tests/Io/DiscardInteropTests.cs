@@ -12,7 +12,7 @@ public class DiscardInteropTests
 {
     private static long Allocated(string path)
     {
-        using var file = FileStorage.Open(path, writable: false);
+        using var file = FileStorage.Open(path, FileAccess.Read);
         return file.AllocatedBytes ?? throw new InvalidOperationException($"the host cannot tell holes from data in {path}");
     }
 

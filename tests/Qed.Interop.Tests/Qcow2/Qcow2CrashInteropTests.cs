@@ -95,7 +95,7 @@ public sealed class Qcow2CrashInteropTests : IDisposable
             lock (states) states.Add((crash, (byte[])flushedModel.Clone(), (bool[])touched.Clone()));
         });
 
-        DiskImage? backing = withBacking ? new Formats.Raw.RawImage(FileStorage.Open(basePath, false), true) : null;
+        DiskImage? backing = withBacking ? await DiskImage.OpenAsync(basePath, new ImageOpenOptions { Format = ImageFormat.Raw, ReadOnly = true }) : null;
         await using (var img = await Qcow2Image.OpenAsync(storage, null, (_, _, _) => Task.FromResult(backing!)))
         {
             for (int round = 0; round < 12; round++)
@@ -132,8 +132,8 @@ public sealed class Qcow2CrashInteropTests : IDisposable
             await File.WriteAllBytesAsync(path, image);
             var (exit, output) = QemuImg.Run("qemu-img", "check", path);
             Assert.True(exit is 0 or 3, $"crash state {checkedStates}: qemu-img check exited {exit} (corruption): {output}");
-            await using var ro = await Qcow2Image.OpenAsync(FileStorage.Open(path, false), new ImageOpenOptions { ReadOnly = true },
-                (_, _, _) => Task.FromResult<DiskImage>(new Formats.Raw.RawImage(FileStorage.Open(basePath, false), true)));
+            await using var ro = await Qcow2Image.OpenAsync(FileStorage.Open(path, FileAccess.Read), new ImageOpenOptions { ReadOnly = true },
+                (_, _, _) => DiskImage.OpenAsync(basePath, new ImageOpenOptions { Format = ImageFormat.Raw, ReadOnly = true }));
             var actual = new byte[size];
             await ro.ReadAsync(0, actual);
             for (int i = 0; i < size; i++)

@@ -31,7 +31,7 @@ internal sealed class TestServer : IAsyncDisposable
         {
             var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = readOnly, Format = format });
             images.Add(image);
-            exports.Add(new NbdExport(name, image, readOnly, $"test export {name}"));
+            exports.Add(new NbdExport(name, image, $"test export {name}") { ReadOnly = readOnly });
         }
         var options = new NbdServerOptions { Exports = exports };
         if (configure != null) options = configure(options);

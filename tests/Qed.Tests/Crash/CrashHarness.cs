@@ -43,7 +43,7 @@ internal sealed class CrashHarness
         {
             var content = new byte[scenario.BackingSize];
             SectorModel.Fill(content, SectorModel.BackingId, 0);
-            _backing = new MemoryStorage(content, "backing.raw", canWrite: false);
+            _backing = new MemoryStorage(content, "backing.raw", access: FileAccess.Read);
         }
     }
 

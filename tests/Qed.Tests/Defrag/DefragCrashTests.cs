@@ -25,7 +25,7 @@ public class DefragCrashTests
             var content = new byte[size / 2 + 4096 * 3];
             new Random(seed + 50).NextBytes(content);
             content.CopyTo(model, 0);
-            backing = new MemoryStorage(content, "base.raw", canWrite: false);
+            backing = new MemoryStorage(content, "base.raw", access: FileAccess.Read);
         }
         var storage = new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions

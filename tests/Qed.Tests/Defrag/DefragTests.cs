@@ -32,7 +32,7 @@ public sealed class DefragTests : IDisposable
             var content = new byte[size - 3 * clusterSize]; // shorter than the image: zeroes past its end
             new Random(seed + 100).NextBytes(content);
             content.CopyTo(model, 0);
-            backing = new MemoryStorage(content, "base.raw", canWrite: false);
+            backing = new MemoryStorage(content, "base.raw", access: FileAccess.Read);
         }
         IBlockStorage storage = onDisk ? FileStorage.Create(Path.Combine(_dir.FullName, "d.qed")) : new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions

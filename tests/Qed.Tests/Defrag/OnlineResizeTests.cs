@@ -12,7 +12,7 @@ public class OnlineResizeTests
     {
         var content = new byte[8L << 20];
         new Random(1).NextBytes(content);
-        var backing = new MemoryStorage(content, "base.raw", canWrite: false);
+        var backing = new MemoryStorage(content, "base.raw", access: FileAccess.Read);
         var storage = new MemoryStorage();
         await QedImage.CreateAsync(storage, new QedCreateOptions { Size = 3L << 20, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
         await using var image = await QedImage.OpenAsync(storage, null, (_, _, _) => Task.FromResult<DiskImage>(new RawImage(backing, readOnly: true)));

@@ -123,7 +123,7 @@ public class StressTests(ITestOutputHelper output)
             var content = new byte[Size]; // as long as the image: a grown range must hide it
             new Random(77).NextBytes(content);
             content.CopyTo(model, 0);
-            backing = new MemoryStorage(content, "base.raw", canWrite: false);
+            backing = new MemoryStorage(content, "base.raw", access: FileAccess.Read);
         }
         var memory = new MemoryStorage();
         await QedImage.CreateAsync(memory, new QedCreateOptions

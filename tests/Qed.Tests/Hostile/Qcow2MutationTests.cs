@@ -82,7 +82,7 @@ public class Qcow2MutationTests(ITestOutputHelper output)
         return new Sample(name, file.ToArray(), written, below);
     }
 
-    private static MemoryStorage? Backing(byte[]? content) => content == null ? null : new MemoryStorage(content, "base.raw", canWrite: false);
+    private static MemoryStorage? Backing(byte[]? content) => content == null ? null : new MemoryStorage(content, "base.raw", access: FileAccess.Read);
 
     /// <summary>Opens with the backing file (whatever name the header gives) on <paramref name="backing"/>, raw.</summary>
     private static Task<Qcow2Image> OpenAsync(MemoryStorage file, MemoryStorage? backing, bool readOnly) =>

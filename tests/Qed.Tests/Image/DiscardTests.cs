@@ -24,7 +24,7 @@ public class DiscardTests
             var baseContent = new byte[size];
             rnd.NextBytes(baseContent);
             baseContent.CopyTo(model, 0);
-            backing = new RawImage(new MemoryStorage(baseContent, "base", canWrite: false), readOnly: true);
+            backing = new RawImage(new MemoryStorage(baseContent, "base", access: FileAccess.Read), readOnly: true);
         }
         var file = new MemoryStorage("img");
         await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = cs, TableSize = 2, BackingFile = withBacking ? "base" : null });

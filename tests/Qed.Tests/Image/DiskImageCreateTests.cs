@@ -211,7 +211,7 @@ public sealed class DiskImageCreateTests : IDisposable
     public async Task ReadOnlyStorageIsRefused()
     {
         var e = await Assert.ThrowsAsync<ArgumentException>(() =>
-            DiskImage.CreateAsync(new MemoryStorage("ro", canWrite: false), ImageFormat.Qed, new ImageCreateOptions { Size = 1 << 20 }));
+            DiskImage.CreateAsync(new MemoryStorage("ro", access: FileAccess.Read), ImageFormat.Qed, new ImageCreateOptions { Size = 1 << 20 }));
         Assert.Equal("storage", e.ParamName);
     }
 

@@ -38,7 +38,7 @@ public class QedImageModelTests
             var baseContent = new byte[size - (3 << 20)]; // shorter than the image: zeroes past its end
             rnd.NextBytes(baseContent);
             baseContent.CopyTo(model, 0);
-            backing = new RawImage(new MemoryStorage(baseContent, "base", canWrite: false), readOnly: true);
+            backing = new RawImage(new MemoryStorage(baseContent, "base", access: FileAccess.Read), readOnly: true);
         }
 
         var file = new MemoryStorage("img");

@@ -55,7 +55,7 @@ internal sealed class StreamChain
     /// <summary>Opens a layer read-only by the name a header gives (the backing opener of <see cref="QedImage.OpenAsync"/>).</summary>
     public async Task<DiskImage> OpenAsync(string name, ImageFormat? format, CancellationToken ct)
     {
-        var storage = new MemoryStorage(Files[name], name, canWrite: false);
+        var storage = new MemoryStorage(Files[name], name, access: FileAccess.Read);
         if (name.EndsWith(".raw", StringComparison.Ordinal)) return new RawImage(storage, readOnly: true);
         return await QedImage.OpenAsync(storage, new ImageOpenOptions { ReadOnly = true }, OpenAsync, ct);
     }

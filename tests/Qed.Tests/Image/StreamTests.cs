@@ -21,7 +21,7 @@ public class StreamTests
         for (int i = 0; i < 40; i++) Array.Clear(baseContent, rnd.Next(baseContent.Length - 200_000), 200_000); // holes
         var model = new byte[size];
         baseContent.CopyTo(model, 0);
-        var backing = new RawImage(new MemoryStorage(baseContent, "base", canWrite: false), readOnly: true);
+        var backing = new RawImage(new MemoryStorage(baseContent, "base", access: FileAccess.Read), readOnly: true);
         var file = new MemoryStorage("img");
         await QedImage.CreateAsync(file, new QedCreateOptions { Size = size, ClusterSize = (int)clusterSize, BackingFile = "base", BackingFormat = ImageFormat.Raw });
         var image = await QedImage.OpenAsync(file, null, (_, _, _) => Task.FromResult<DiskImage>(backing));

@@ -90,7 +90,7 @@ public sealed class CommitInterruptTests : IDisposable
         await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
         var model = (byte[])baseBytes.Clone();
         Task<DiskImage> OpenBase(string name, ImageFormat? format, CancellationToken ct) =>
-            Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", canWrite: false), readOnly: true));
+            Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", access: FileAccess.Read), readOnly: true));
         await using (var image = await QedImage.OpenAsync(top, null, OpenBase))
             await OperationFixtures.ScribbleAsync(image, model, seed, 30);
         model.CopyTo(baseBytes, 0); // committed

@@ -129,7 +129,7 @@ public sealed class Qcow2CheckTests
     public async Task ReadOnlyFileIsNotRepaired()
     {
         var s = await WrittenAsync();
-        var ro = new MemoryStorage(s.ToArray(), "ro.qcow2", canWrite: false);
+        var ro = new MemoryStorage(s.ToArray(), "ro.qcow2", access: FileAccess.Read);
         await Assert.ThrowsAsync<InvalidOperationException>(() => Qcow2Checker.CheckAsync(ro, CheckRepair.All));
     }
 }

@@ -17,7 +17,7 @@ public sealed class RawImage : DiskImage
     private readonly SemaphoreSlim? _blockZero; // probed only: one write to block 0 at a time, so checks see each other
 
     /// <summary>Wraps storage as a raw image whose size is the storage's length now (its format was named, not probed).</summary>
-    public RawImage(IBlockStorage file, bool readOnly) : this(file, readOnly, probed: false)
+    internal RawImage(IBlockStorage file, bool readOnly) : this(file, readOnly, probed: false)
     {
     }
 
@@ -25,7 +25,7 @@ public sealed class RawImage : DiskImage
     /// <param name="file">The storage.</param>
     /// <param name="readOnly">Refuse writes.</param>
     /// <param name="probed">The format was guessed from the content rather than named: see <see cref="IsProbed"/>.</param>
-    public RawImage(IBlockStorage file, bool readOnly, bool probed)
+    internal RawImage(IBlockStorage file, bool readOnly, bool probed)
     {
         _file = file;
         _readOnly = readOnly || !file.CanWrite;

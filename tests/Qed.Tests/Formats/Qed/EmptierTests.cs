@@ -79,7 +79,7 @@ public class EmptierTests
         var top = new MemoryStorage("top.qed");
         await QedImage.CreateAsync(top, new QedCreateOptions { Size = Size, ClusterSize = 4096, TableSize = 2, BackingFile = "base.raw", BackingFormat = ImageFormat.Raw });
         Task<DiskImage> OpenBase(string name, ImageFormat? format, CancellationToken ct) =>
-            Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", canWrite: false), readOnly: true));
+            Task.FromResult<DiskImage>(new RawImage(new MemoryStorage(baseBytes, "base.raw", access: FileAccess.Read), readOnly: true));
         var model = (byte[])baseBytes.Clone();
         await using (var image = await QedImage.OpenAsync(top, null, OpenBase))
             await Operations.OperationFixtures.ScribbleAsync(image, model, 5, 30);
