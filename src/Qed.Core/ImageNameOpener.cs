@@ -11,7 +11,7 @@ internal static class ImageNameOpener
 {
     /// <summary>
     /// The storage under the format of <paramref name="path"/> and the format the name sets (null: probe or the
-    /// caller's). Missing host files throw <see cref="FileNotFoundException"/> as <see cref="FileStorage.Open"/> does.
+    /// caller's). Missing host files throw <see cref="FileNotFoundException"/> as <see cref="FileStorage.Open(string, FileAccess, CacheMode, FileLockMode)"/> does.
     /// </summary>
     public static async Task<(IBlockStorage Storage, string? Format)> OpenAsync(string path, ImageOpenOptions options, FileLockMode locking,
         CancellationToken ct)
