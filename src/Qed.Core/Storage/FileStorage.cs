@@ -199,7 +199,7 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <summary>Whether two names are one file (same device and inode).</summary>
-    public static bool IsSameFile(string a, string b) => FileKind.SameFile(a, b);
+    internal static bool IsSameFile(string a, string b) => FileKind.SameFile(a, b);
 
     /// <summary>The underlying handle, for callers in this assembly and its tests that need a platform call of their own.</summary>
     internal SafeFileHandle Handle => _handle;

@@ -96,7 +96,7 @@ public readonly record struct QedHeader
     /// The largest image size the geometry can address: entries² × cluster_size, computed exactly and capped at
     /// <see cref="long.MaxValue"/> (QEMU computes it in wrapping 64-bit arithmetic, see <see cref="QemuMaxImageSize"/>).
     /// </summary>
-    public static long MaxImageSize(uint clusterSize, uint tableSize)
+    internal static long MaxImageSize(uint clusterSize, uint tableSize)
     {
         int bits = 2 * (BitOperations.Log2(tableSize) + BitOperations.Log2(clusterSize) - 3) + BitOperations.Log2(clusterSize);
         return bits >= 63 ? long.MaxValue : 1L << bits;

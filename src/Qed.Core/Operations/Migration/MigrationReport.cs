@@ -104,7 +104,7 @@ public sealed class MigrationReport
     public int Count(MigrationOutcome outcome) => Entries.Count(e => e.Outcome == outcome);
 
     /// <summary>The outcome's name in the report.</summary>
-    public static string Name(MigrationOutcome outcome) => outcome switch
+    internal static string Name(MigrationOutcome outcome) => outcome switch
     {
         MigrationOutcome.Migrated => "migrated",
         MigrationOutcome.UpToDate => "up-to-date",

@@ -13,14 +13,14 @@ namespace Qed.Operations.Migration;
 public sealed record SourceFingerprint(long Size, string ModifiedUtc, string? Sha256)
 {
     /// <summary>Size and modification time only (cheap: no read).</summary>
-    public static SourceFingerprint Stat(string path)
+    internal static SourceFingerprint Stat(string path)
     {
         var info = new FileInfo(path);
         return new SourceFingerprint(info.Length, info.LastWriteTimeUtc.ToString("o", CultureInfo.InvariantCulture), null);
     }
 
     /// <summary>Size, modification time and checksum (reads the whole file).</summary>
-    public static async Task<SourceFingerprint> ComputeAsync(string path, CancellationToken ct)
+    internal static async Task<SourceFingerprint> ComputeAsync(string path, CancellationToken ct)
     {
         var stat = Stat(path);
         await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20, FileOptions.SequentialScan);
