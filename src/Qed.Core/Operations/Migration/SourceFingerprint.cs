@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
+using Qed.Storage;
 
 namespace Qed.Operations.Migration;
 
@@ -19,13 +20,26 @@ public sealed record SourceFingerprint(long Size, string ModifiedUtc, string? Sh
         return new SourceFingerprint(info.Length, info.LastWriteTimeUtc.ToString("o", CultureInfo.InvariantCulture), null);
     }
 
-    /// <summary>Size, modification time and checksum (reads the whole file).</summary>
+    /// <summary>
+    /// Size, modification time and checksum (reads the whole file). The file is read through a lock-free
+    /// <see cref="FileStorage"/>, not a FileStream: where image locks are POSIX record locks (macOS, QED_PORTABLE_IO),
+    /// closing any other descriptor of the file would drop the locks the migration's open of the source holds, and
+    /// FileStorage's close knows to keep them.
+    /// </summary>
     internal static async Task<SourceFingerprint> ComputeAsync(string path, CancellationToken ct)
     {
         var stat = Stat(path);
-        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20, FileOptions.SequentialScan);
-        byte[] hash = await SHA256.HashDataAsync(stream, ct).ConfigureAwait(false);
-        return stat with { Sha256 = Convert.ToHexStringLower(hash) };
+        using var file = FileStorage.Open(path, writable: false, locking: FileLockMode.None);
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] buffer = new byte[1 << 20];
+        for (long at = 0, length = file.Length; at < length;)
+        {
+            int n = (int)Math.Min(buffer.Length, length - at);
+            await file.ReadAsync(at, buffer.AsMemory(0, n), ct).ConfigureAwait(false);
+            sha.AppendData(buffer, 0, n);
+            at += n;
+        }
+        return stat with { Sha256 = Convert.ToHexStringLower(sha.GetHashAndReset()) };
     }
 
     /// <summary>Whether size and modification time match (the checksum is not looked at).</summary>
