@@ -27,14 +27,21 @@ internal static class ImageCreation
     }
 
     /// <summary>Creates the image file and returns it open (see <see cref="DiskImage.CreateAsync(string, ImageFormat, ImageCreateOptions, CancellationToken)"/>).</summary>
-    public static async Task<DiskImage> CreateAsync(string path, ImageFormat format, ImageCreateOptions options, CancellationToken ct)
+    public static Task<DiskImage> CreateAsync(string path, ImageFormat format, ImageCreateOptions options, CancellationToken ct) =>
+        CreateAsync(path, format, options, onlyNew: false, ct);
+
+    /// <summary>
+    /// As <see cref="CreateAsync(string, ImageFormat, ImageCreateOptions, CancellationToken)"/>; with
+    /// <paramref name="onlyNew"/>, a name that exists by the time the file is opened is refused (O_EXCL), never written over.
+    /// </summary>
+    public static async Task<DiskImage> CreateAsync(string path, ImageFormat format, ImageCreateOptions options, bool onlyNew, CancellationToken ct)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var typed = ForFormat(format, options);
         var write = await PlanAsync(path, format, typed, ct).ConfigureAwait(false);
         var open = OpenOptions(format, typed);
         string host = ImageName.HostPathOf(path); // file:NAME creates NAME
-        var file = FileStorage.Create(host);
+        var file = FileStorage.Create(host, FileLockMode.Default, onlyNew);
         try
         {
             await write(file, ct).ConfigureAwait(false);

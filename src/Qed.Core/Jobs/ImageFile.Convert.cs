@@ -46,11 +46,14 @@ public static partial class ImageFile
         // The target's own options (cluster size, the format's record) with the source's size; a bad option is refused
         // here, before any file exists.
         var create = (options.Target ?? new ImageCreateOptions()) with { Size = from.Size };
-        await using var to = await DiskImage.CreateAsync(destination, format, create, cancellationToken).ConfigureAwait(false);
+        // Only a new file: the check above gives the clear message, the exclusive create closes the gap after it.
+        var to = await ImageCreation.CreateAsync(destination, format, create, onlyNew: true, cancellationToken).ConfigureAwait(false);
         try
         {
-            // The file was just created without a backing file: it reads as zeroes, so zero ranges need no writes.
-            await ConvertOperation.CopyAsync(from, to, options with { TargetIsZeroed = true }, progress, cancellationToken).ConfigureAwait(false);
+            // Closed before a failure removes it, so nothing writes to the file after it is gone.
+            await using (to.ConfigureAwait(false))
+                // The file was just created without a backing file: it reads as zeroes, so zero ranges need no writes.
+                await ConvertOperation.CopyAsync(from, to, options with { TargetIsZeroed = true }, progress, cancellationToken).ConfigureAwait(false);
         }
         catch
         {

@@ -142,13 +142,20 @@ public sealed class FileStorage : IBlockStorage
     /// </summary>
     /// <exception cref="ImageLockedException">Another opener uses the file.</exception>
     /// <exception cref="IOException">The path is a directory, device, FIFO or socket.</exception>
-    public static FileStorage Create(string path, FileLockMode locking = FileLockMode.Default)
+    public static FileStorage Create(string path, FileLockMode locking = FileLockMode.Default) => Create(path, locking, onlyNew: false);
+
+    /// <summary>
+    /// As <see cref="Create(string, FileLockMode)"/>; with <paramref name="onlyNew"/>, a name that exists (a file, a
+    /// link, dangling or not) is refused with an <see cref="IOException"/> by the open itself (O_EXCL), so a file
+    /// another process makes after the caller looked is never written over.
+    /// </summary>
+    internal static FileStorage Create(string path, FileLockMode locking, bool onlyNew)
     {
         if (locking == FileLockMode.ForceShare)
             throw new ArgumentException("force-share=on can only be used with read-only images", nameof(locking));
         (ImagePermissions, ImagePermissions)? permissions = locking == FileLockMode.None ? null : ImageLock.Creator;
         FileKind.EnsureCreatable(path);
-        bool created = !FileKind.Exists(path);
+        bool created = onlyNew || !FileKind.Exists(path);
         // O_EXCL for a new name, so that "created" is known for certain; a dangling symlink gets its target created
         // through it, and counts as not created (removing the name would remove the link, which was there before).
         var handle = File.OpenHandle(path, created ? FileMode.CreateNew : File.Exists(path) ? FileMode.Open : FileMode.OpenOrCreate,
@@ -172,7 +179,7 @@ public sealed class FileStorage : IBlockStorage
     }
 
     /// <summary>
-    /// Replaces the locks taken by <see cref="Create"/> with a read-write open's, on the same handle, so the image a
+    /// Replaces the locks taken by <see cref="Create(string, FileLockMode)"/> with a read-write open's, on the same handle, so the image a
     /// creation returns is locked as any open image. OFD locks are simply taken on top (the creator's bytes are a subset
     /// of the writer's). Record and Windows locks are let go first and then taken again: this process's table (and
     /// LockFileEx) would otherwise count the creator's own bytes as another opener's. In that short gap another process
@@ -189,7 +196,7 @@ public sealed class FileStorage : IBlockStorage
         _locks = ImageLock.Acquire(_handle, Name, _id, ImageLock.Writer);
     }
 
-    /// <summary>Whether <see cref="Create"/> made this file (it did not exist before), so that only then is it removed on failure.</summary>
+    /// <summary>Whether <see cref="Create(string, FileLockMode)"/> made this file (it did not exist before), so that only then is it removed on failure.</summary>
     public bool CreatedFile { get; private init; }
 
     /// <summary>Removes a file this process created, ignoring failure (the caller is already reporting one).</summary>
