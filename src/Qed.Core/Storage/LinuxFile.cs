@@ -20,7 +20,6 @@ internal static partial class LinuxFile
     private const int SeekHole = 4;
     private const int FallocKeepSize = 0x01;
     private const int FallocPunchHole = 0x02;
-    private const int ENXIO = 6;
     private const int ENOSYS = 38;
     private const int EOPNOTSUPP = 95;
 
@@ -159,19 +158,6 @@ internal static partial class LinuxFile
     /// Finds whether <paramref name="offset"/> is in data or a hole and where that run ends (capped at
     /// <paramref name="end"/>). Returns null when the platform cannot tell.
     /// </summary>
-    public static (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end)
-    {
-        try
-        {
-            long data = LSeek(handle, offset, SeekData);
-            if (data < 0)
-                return Marshal.GetLastPInvokeError() == ENXIO ? (false, end) : null; // ENXIO: only a hole follows
-            if (data > offset) return (false, Math.Min(data, end));
-            long hole = LSeek(handle, offset, SeekHole);
-            if (hole < 0) return null;
-            return (true, Math.Min(hole, end));
-        }
-        catch (EntryPointNotFoundException) { return null; }
-        catch (DllNotFoundException) { return null; }
-    }
+    public static unsafe (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end) =>
+        SeekRuns.FindRun(handle, offset, end, &LSeek, SeekData, SeekHole);
 }

@@ -20,7 +20,7 @@ internal static partial class MacFile
 
     private const int FNoCache = 48, FFullFsync = 51, FPunchHole = 99;
     private const int SeekHole = 3, SeekData = 4; // the reverse of Linux's numbers
-    internal const int ENXIO = 6, EINVAL = 22, ENOTTY = 25, ENOTSUP = 45, ENOENT = 2, ENOTDIR = 20, ENOSYS = 78;
+    internal const int EINVAL = 22, ENOTTY = 25, ENOTSUP = 45, ENOENT = 2, ENOTDIR = 20, ENOSYS = 78;
 
     /// <summary>APFS's block: holes are punched at this alignment, the bytes around them written as zeroes.</summary>
     private const long PunchAlignment = 4096;
@@ -105,20 +105,8 @@ internal static partial class MacFile
     }
 
     /// <summary>As <see cref="LinuxFile.FindRun"/>, with macOS's SEEK_DATA and SEEK_HOLE (APFS answers; HFS+ reports all data).</summary>
-    public static (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end)
-    {
-        try
-        {
-            long data = LSeek(handle, offset, SeekData);
-            if (data < 0) return Marshal.GetLastPInvokeError() == ENXIO ? (false, end) : null;
-            if (data > offset) return (false, Math.Min(data, end));
-            long hole = LSeek(handle, offset, SeekHole);
-            if (hole < 0) return null;
-            return (true, Math.Min(hole, end));
-        }
-        catch (EntryPointNotFoundException) { return null; }
-        catch (DllNotFoundException) { return null; }
-    }
+    public static unsafe (bool IsData, long RunEnd)? FindRun(SafeFileHandle handle, long offset, long end) =>
+        SeekRuns.FindRun(handle, offset, end, &LSeek, SeekData, SeekHole);
 
     // struct stat with 64-bit inodes (arm64's only layout; x64's "$INODE64" symbols): st_dev int32 at 0, st_mode
     // uint16 at 4, st_ino uint64 at 8; 144 bytes in all.
@@ -157,8 +145,7 @@ internal static partial class MacFile
         if (rc != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            if (errno is ENOENT or ENOTDIR or ENOSYS) return null;
-            throw new IOException($"Could not stat '{path}': {Marshal.GetPInvokeErrorMessage(errno)}");
+            return NativeLock.Missing(path, errno, errno is ENOENT or ENOTDIR or ENOSYS);
         }
         return Decode(buffer);
     }

@@ -119,11 +119,17 @@ internal static partial class NativeLock
         if (rc != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            if (errno is ENOENT or ENOTDIR or ENOSYS) return null;
-            throw new IOException($"Could not stat '{path}': {Marshal.GetPInvokeErrorMessage(errno)}");
+            return Missing(path, errno, errno is ENOENT or ENOTDIR or ENOSYS);
         }
         return Decode(buffer);
     }
+
+    /// <summary>
+    /// A failed stat of <paramref name="path"/>: null when <paramref name="missing"/> (nothing there, or no such call;
+    /// each host judges by its own errno numbers), else the error, naming the path.
+    /// </summary>
+    internal static FileId? Missing(string path, int errno, bool missing) =>
+        missing ? null : throw new IOException($"Could not stat '{path}': {Marshal.GetPInvokeErrorMessage(errno)}");
 
     /// <summary>The type and identity of an open file (fstat); null where the platform cannot tell.</summary>
     public static unsafe FileId? Stat(SafeFileHandle handle)
