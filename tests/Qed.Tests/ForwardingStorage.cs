@@ -4,6 +4,8 @@ namespace Qed.Tests;
 
 /// <summary>
 /// Storage that passes every call to the storage under it: a test overrides only the calls it watches or changes.
+/// Capabilities are those of the storage under it. A durable write is this storage's write then its flush (the
+/// interface's default), so a test that watches writes or flushes sees those too.
 /// </summary>
 internal abstract class ForwardingStorage(IBlockStorage inner) : IBlockStorage
 {
@@ -21,6 +23,9 @@ internal abstract class ForwardingStorage(IBlockStorage inner) : IBlockStorage
     public virtual ValueTask ZeroRangeAsync(long offset, long length, CancellationToken ct = default) => inner.ZeroRangeAsync(offset, length, ct);
     public virtual ValueTask<(bool IsData, long Length)> GetAllocationAsync(long offset, long maxLength, CancellationToken ct = default) =>
         inner.GetAllocationAsync(offset, maxLength, ct);
+    public virtual bool WritesAreDurable => inner.WritesAreDurable;
+    public virtual long? AllocatedBytes => inner.AllocatedBytes;
+    public virtual void SetInlineReadLimit(long bytes) => inner.SetInlineReadLimit(bytes);
     public virtual ValueTask DisposeAsync() => inner.DisposeAsync();
     public virtual void Dispose() => inner.Dispose();
 }
