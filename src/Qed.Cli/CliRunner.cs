@@ -52,7 +52,7 @@ internal static class CliRunner
             {
                 Console.Out.Flush();
                 // A CommandException is already worded, and may be qemu-img's two lines (an error and its hint).
-                Console.Error.Write($"{ProgramName}: {(e is CommandException ? e.Message : Describe(e))}"
+                Console.Error.Write($"{ProgramName}: {MissingImage(command.Name, e is CommandException ? e.Message : Describe(e), e)}"
                     + (e is CommandException { EndsLine: false } ? "" : "\n"));
                 // A lock conflict is two lines, as qemu-img prints it: the error, then which image is in use.
                 if (Find<ImageLockedException>(e) is { } locked) Console.Error.WriteLine(locked.Hint);
@@ -60,6 +60,22 @@ internal static class CliRunner
                 return errorExitCode;
             }
         });
+    }
+
+    /// <summary>
+    /// qemu-img names a missing image twice, once for the image and once for the file under it: "Could not open 'X':
+    /// Could not open 'X': No such file or directory" (every qemu-img command; qemu-io names it once, and prints its own errors).
+    /// </summary>
+    private static string MissingImage(string command, string message, Exception e)
+    {
+        const string Head = "Could not open '", Tail = "': No such file or directory";
+        // migrate is qed's own command (no qemu-img twin): it keeps its one naming of a missing source.
+        if (command == "migrate") return message;
+        if (Find<FileNotFoundException>(e) is null && Find<DirectoryNotFoundException>(e) is null) return message;
+        if (!message.StartsWith(Head, StringComparison.Ordinal) || !message.EndsWith(Tail, StringComparison.Ordinal)
+            || message.Length < Head.Length + Tail.Length) return message;
+        string name = message[Head.Length..^Tail.Length];
+        return name.Contains("': ", StringComparison.Ordinal) ? message : $"{Head}{name}': {message}";
     }
 
     /// <summary>The first exception of type <typeparamref name="T"/> in <paramref name="e"/>'s inner chain.</summary>
