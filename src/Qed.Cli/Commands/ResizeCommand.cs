@@ -29,14 +29,8 @@ internal static class ResizeCommand
             int sign = text.StartsWith('+') ? 1 : text.StartsWith('-') ? -1 : 0;
             if (!SizeParser.TryParse(sign == 0 ? text : text[1..], out long bytes))
                 throw new CommandException($"Invalid image size specified: '{text}'");
-            long newSize = bytes;
-            if (sign != 0)
-            {
-                await using var image = await ImageArgs.OpenAsync(path, fmt, readOnly: true, noBacking: true, ct: ct);
-                newSize = image.Size + sign * bytes;
-                if (newSize < 0) throw new CommandException($"New image size {newSize} would be negative");
-            }
-            await ResizeOperation.ResizeAsync(path, fmt, newSize, parse.GetValue(shrink), ct);
+            // A relative size is resolved by the operation, after its read-write open (qemu-img's order and lock words).
+            await ResizeOperation.ResizeAsync(path, fmt, bytes, sign, parse.GetValue(shrink), ct);
             if (!parse.GetValue(quiet)) Console.WriteLine("Image resized.");
             return 0;
         });

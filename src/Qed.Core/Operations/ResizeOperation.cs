@@ -21,10 +21,26 @@ internal static class ResizeOperation
     /// <param name="cancellationToken">Cancels between steps; each step leaves a consistent image.</param>
     /// <exception cref="ArgumentException">The size is invalid, or smaller without <paramref name="allowShrink"/>.</exception>
     /// <exception cref="NotSupportedException">The format cannot resize this way.</exception>
-    public static async Task ResizeAsync(string path, string? format, long newSize, bool allowShrink, CancellationToken cancellationToken = default)
+    public static Task ResizeAsync(string path, string? format, long newSize, bool allowShrink, CancellationToken cancellationToken = default) =>
+        ResizeAsync(path, format, newSize, relative: 0, allowShrink, cancellationToken);
+
+    /// <summary>
+    /// Resizes as <see cref="ResizeAsync(string, string?, long, bool, CancellationToken)"/>; with <paramref name="relative"/>
+    /// 1 or -1, to the current size plus or minus <paramref name="size"/> (qemu-img resize's <c>+SIZE</c> / <c>-SIZE</c>).
+    /// </summary>
+    public static async Task ResizeAsync(string path, string? format, long size, int relative, bool allowShrink, CancellationToken cancellationToken = default)
     {
         long oldSize;
         bool hasBacking;
+        // qemu-img resize opens the image read-write before it looks at any size: an image in use is refused with
+        // "Failed to get "write" lock" (never the reader's "shared" one), before a shrink or a negative size is.
+        // This open only tests the locks (it is closed at once; the open that writes takes them again); any other
+        // failure (no such file, no permission) is left to the opens below, which report it in qemu-img's words.
+        try
+        {
+            using (FileStorage.Open(path, writable: true)) { }
+        }
+        catch (Exception e) when (e is not ImageLockedException) { }
         // A look at the format and sizes only, without locks: the writable open that follows takes the write lock, and
         // is refused (before anything changes) with qemu-img's "Failed to get "write" lock" if the image is in use.
         await using (var image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = ImageFormatNames.FromName(format), ReadOnly = true, Locking = false }, cancellationToken).ConfigureAwait(false))
@@ -33,6 +49,8 @@ internal static class ResizeOperation
             oldSize = image.Size;
             hasBacking = image.Backing != null;
         }
+        long newSize = relative == 0 ? size : oldSize + relative * size;
+        if (relative != 0 && newSize < 0) throw new ArgumentException($"New image size {newSize} would be negative");
         if (newSize < 0) throw new ArgumentException($"Invalid image size specified: {newSize} is negative");
         if (newSize < oldSize && !allowShrink)
             throw new ArgumentException("Use the --shrink option to perform a shrink operation (data past the new end is lost)");
