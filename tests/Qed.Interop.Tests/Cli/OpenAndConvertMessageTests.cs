@@ -4,8 +4,8 @@ using Qed.Interop.Tests.Support;
 namespace Qed.Interop.Tests.Cli;
 
 /// <summary>
-/// A missing image, and convert's failures at creating its target, print qemu-img's lines with its exit codes: each
-/// command runs under both tools in one fresh folder, the output compared with the tool's name taken out.
+/// A missing image, whichever command opens it (convert and compare included), prints qemu-img's lines with its exit
+/// codes: each command runs under both tools in one fresh folder, the output compared with the tool's name taken out.
 /// </summary>
 public class OpenAndConvertMessageTests
 {
